@@ -1,0 +1,1 @@
+"""Authentication: login, signup, tokens, the current user, and user management."""

@@ -1,0 +1,227 @@
+"""Routes for /auth and /users (v1), and the subset v2 reuses."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
+
+from taskhub.auth import service
+from taskhub.auth.dependencies import AdminUser, CurrentUser
+from taskhub.auth.schemas import (
+    SignupIn,
+    TokenOut,
+    UserCreateIn,
+    UserOut,
+    UserUpdateIn,
+    UserUpdateMeIn,
+)
+from taskhub.dependencies import IdPath, SessionDep, SettingsDep
+from taskhub.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    problem_responses,
+)
+from taskhub.models import User
+from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.security import MAX_PASSWORD_BYTES, create_access_token
+
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+users_router = APIRouter(prefix="/users", tags=["users"])
+
+
+@auth_router.post(
+    "/signup",
+    status_code=201,
+    responses=problem_responses(Forbidden, Conflict),
+)
+async def signup(
+    body: SignupIn, session: SessionDep, settings: SettingsDep, response: Response
+) -> UserOut:
+    """Open self-signup (when ALLOW_SIGNUP is true); always a regular, active user."""
+    if not settings.allow_signup:
+        raise Forbidden("Self-signup is disabled on this server")
+    user = await service.create_user(
+        session,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        rounds=settings.bcrypt_rounds,
+    )
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return UserOut.model_validate(user)
+
+
+@auth_router.post(
+    "/login/access-token",
+    responses=problem_responses(Unauthorized, TooManyRequests),
+)
+async def login_access_token(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """OAuth2 password login: `username` is the email."""
+    limiter = request.app.state.login_limiter
+    account = form.username.strip().lower()[:320]
+    client = request.client.host if request.client else "unknown"
+    wait = await limiter.retry_after(account=account, client=client)
+    if wait:
+        raise TooManyRequests("Too many failed logins; try again later", retry_after=wait)
+    password = form.password
+    user = None
+    if len(password.encode()) <= MAX_PASSWORD_BYTES * 8:
+        user = await service.authenticate(
+            session, email=account, password=password, rounds=settings.bcrypt_rounds
+        )
+    if user is None:
+        await limiter.failed(account=account, client=client)
+        raise Unauthorized("Incorrect email or password")
+    if not user.is_active:
+        raise Unauthorized("This account is disabled")
+    await limiter.succeeded(account=account)
+    expires = timedelta(minutes=settings.access_token_expire_minutes)
+    token = create_access_token(user_id=user.id, key=settings.signing_key(), expires_in=expires)
+    return TokenOut(access_token=token, expires_in=int(expires.total_seconds()))
+
+
+@auth_router.post("/login/test-token", responses=problem_responses(Unauthorized))
+async def test_token(user: CurrentUser) -> UserOut:
+    """Echo the token's user: a cheap way to check a token."""
+    return UserOut.model_validate(user)
+
+
+@users_router.get("/me", responses=problem_responses(Unauthorized))
+async def read_me(user: CurrentUser) -> UserOut:
+    """The caller's own account."""
+    return UserOut.model_validate(user)
+
+
+@users_router.patch("/me", responses=problem_responses(Unauthorized, Conflict))
+async def update_me(
+    body: UserUpdateMeIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> UserOut:
+    """Change one's name or email; a password change needs `current_password`."""
+    if body.password is not None:
+        await service.check_current_password(
+            user=user, current_password=body.current_password, rounds=settings.bcrypt_rounds
+        )
+    changes = body.model_dump(exclude_unset=True)
+    user = await service.update_user(
+        session, user=user, changes=changes, rounds=settings.bcrypt_rounds
+    )
+    return UserOut.model_validate(user)
+
+
+@users_router.get("", responses=problem_responses(Unauthorized, Forbidden))
+async def list_users(
+    _admin: AdminUser,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[UserOut]:
+    """Every user, by id (site admins)."""
+    after = decode_cursor(cursor, size=1, kinds=(int,))
+    stmt = select(User).order_by(User.id).limit(limit + 1)
+    if after is not None:
+        stmt = stmt.where(User.id > after[0])
+    users = list((await session.scalars(stmt)).all())
+    next_cursor = encode_cursor([users[limit - 1].id]) if len(users) > limit else None
+    return Page[UserOut](
+        items=[UserOut.model_validate(u) for u in users[:limit]], next_cursor=next_cursor
+    )
+
+
+@users_router.post(
+    "", status_code=201, responses=problem_responses(Unauthorized, Forbidden, Conflict)
+)
+async def create_user(
+    body: UserCreateIn,
+    _admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> UserOut:
+    """Create a user, possibly another admin (site admins)."""
+    user = await service.create_user(
+        session,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        is_superuser=body.is_superuser,
+        is_active=body.is_active,
+        rounds=settings.bcrypt_rounds,
+    )
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return UserOut.model_validate(user)
+
+
+@users_router.get("/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound))
+async def read_user(user_id: IdPath, user: CurrentUser, session: SessionDep) -> UserOut:
+    """A user: oneself, or anyone for a site admin."""
+    if user_id == user.id:
+        return UserOut.model_validate(user)
+    if not user.is_superuser:
+        raise Forbidden("Site admin privileges are required")
+    return UserOut.model_validate(await service.get_user(session, user_id=user_id))
+
+
+@users_router.patch(
+    "/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
+)
+async def update_user(
+    user_id: IdPath,
+    body: UserUpdateIn,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> UserOut:
+    """Change any account, including activation and admin rights (site admins)."""
+    target = await service.get_user(session, user_id=user_id)
+    changes = body.model_dump(exclude_unset=True)
+    if target.id == admin.id and (
+        changes.get("is_superuser") is False or changes.get("is_active") is False
+    ):
+        raise Conflict("You cannot remove your own admin rights or deactivate yourself")
+    target = await service.update_user(
+        session, user=target, changes=changes, rounds=settings.bcrypt_rounds
+    )
+    return UserOut.model_validate(target)
+
+
+@users_router.delete(
+    "/{user_id}",
+    status_code=204,
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def delete_user(user_id: IdPath, admin: AdminUser, session: SessionDep) -> None:
+    """Delete an account that owns nothing that must be kept (site admins)."""
+    target = await service.get_user(session, user_id=user_id)
+    await service.delete_user(session, user=target, actor=admin)
+
+
+def v2_auth_routes() -> APIRouter:
+    """v2 reuses v1's login and /users/me, with the same handlers."""
+    router = APIRouter()
+    router.add_api_route(
+        "/auth/login/access-token",
+        login_access_token,
+        methods=["POST"],
+        tags=["auth"],
+        responses=problem_responses(Unauthorized, TooManyRequests),
+    )
+    router.add_api_route(
+        "/users/me",
+        read_me,
+        methods=["GET"],
+        tags=["users"],
+        responses=problem_responses(Unauthorized),
+    )
+    return router

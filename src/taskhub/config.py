@@ -1,0 +1,138 @@
+"""Settings, read from the environment and `.env` through pydantic-settings."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "secret-key",
+        "your-secret-key",
+        "please-change-me",
+        "CHANGE_ME",
+    }
+)
+DEV_SECRET_FILE = Path(".taskhub-secret")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    database_url: str = "sqlite+aiosqlite:///./taskhub.db"
+    redis_url: str | None = None
+    redis_prefix: str = "taskhub"
+    secret_key: str | None = None
+    access_token_expire_minutes: int = Field(default=30, ge=1)
+    allow_signup: bool = True
+    reservation_ttl: timedelta = timedelta(minutes=15)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_open_orders_per_user: int = Field(default=100, ge=0)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_account_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_max_failures_per_client: int = Field(default=50, ge=1)
+    login_client_window_seconds: int = Field(default=60, ge=1)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    docs_enabled: bool = True
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Events.
+    event_max_deliveries: int = Field(default=5, ge=1)
+    event_claim_idle_ms: int = Field(default=30_000, ge=100)
+    stream_maxlen: int = Field(default=100_000, ge=100)
+    relay_batch_size: int = Field(default=200, ge=1)
+    relay_poll_seconds: float = Field(default=0.5, gt=0)
+    expiry_sweep_seconds: float = Field(default=5.0, gt=0)
+    worker_metrics_port: int | None = None
+    worker_concurrency: int = Field(default=8, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        for plain in (
+            "postgres://",
+            "postgresql://",
+            "postgresql+psycopg2://",
+            "postgresql+psycopg://",
+        ):
+            if value.startswith(plain):
+                return "postgresql+asyncpg://" + value[len(plain) :]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if "*" in self.cors_origins:
+            raise ValueError("CORS_ORIGINS may not contain '*': list the allowed origins")
+        weak = self.secret_key is None or self.secret_key.strip() in PLACEHOLDER_SECRETS
+        if weak and self.environment != "dev":
+            raise ValueError(
+                "SECRET_KEY must be set to a real secret outside ENVIRONMENT=dev "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.secret_key is not None and not weak and len(self.secret_key) < 32:
+            if self.environment != "dev":
+                raise ValueError("SECRET_KEY must be at least 32 characters long")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_events(self) -> bool:
+        """Whether events are dispatched inside the API process (no Redis)."""
+        return self.redis_url is None
+
+    def signing_key(self) -> str:
+        """The JWT key; in dev a random one is generated once and kept on disk."""
+        if self.secret_key and self.secret_key.strip() not in PLACEHOLDER_SECRETS:
+            return self.secret_key
+        return _dev_secret()
+
+
+@lru_cache(maxsize=1)
+def _dev_secret() -> str:
+    if DEV_SECRET_FILE.exists():
+        key = DEV_SECRET_FILE.read_text().strip()
+        if key:
+            return key
+    key = secrets.token_urlsafe(48)
+    DEV_SECRET_FILE.write_text(key + "\n")
+    DEV_SECRET_FILE.chmod(0o600)
+    return key
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (called by the factory and the CLI)."""
+    return Settings()

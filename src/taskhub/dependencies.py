@@ -1,0 +1,40 @@
+"""Request-scoped dependencies shared by every domain: the session and the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.config import Settings
+
+MAX_ID = 2**31 - 1
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session and transaction per request: committed when the handler returns."""
+    state = request.app.state
+    async with state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    if session.info.get("outbox_written"):
+        state.events.wake()
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# "function" scope: the commit happens before the response is sent, so a failed commit
+# is reported to the client instead of being lost after a 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -1,0 +1,253 @@
+"""Domain errors and their RFC 9457 problem+json rendering."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("taskhub.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every error a service may raise; rendered as problem+json."""
+
+    status: int = 500
+    type_slug: str = "internal-error"
+    title: str = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(AppError):
+    """The request is malformed."""
+
+    status, type_slug, title = 400, "bad-request", "Bad Request"
+
+
+class Unauthorized(AppError):
+    """Missing or invalid credentials."""
+
+    status, type_slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "Could not validate credentials", **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extra)
+
+
+class Forbidden(AppError):
+    """Authenticated, but the rank is too low."""
+
+    status, type_slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    """Absent, or not visible to the caller."""
+
+    status, type_slug, title = 404, "not-found", "Not Found"
+
+
+class Conflict(AppError):
+    """The request conflicts with the resource's current state."""
+
+    status, type_slug, title = 409, "conflict", "Conflict"
+
+
+class InvalidTransition(Conflict):
+    """A state machine refused a transition; carries the current status."""
+
+    type_slug, title = "invalid-transition", "Invalid State Transition"
+
+    def __init__(self, detail: str, *, current_status: str) -> None:
+        super().__init__(detail, current_status=current_status)
+
+
+class InsufficientStock(Conflict):
+    """A stock change would make stock negative."""
+
+    type_slug, title = "insufficient-stock", "Insufficient Stock"
+
+
+class PayloadTooLarge(AppError):
+    """The request body is over MAX_BODY_BYTES."""
+
+    status, type_slug, title = 413, "payload-too-large", "Payload Too Large"
+
+
+class Unprocessable(AppError):
+    """The request is well-formed but semantically invalid."""
+
+    status, type_slug, title = 422, "validation-error", "Unprocessable Content"
+
+
+class TooManyRequests(AppError):
+    """Rate or quota limit reached."""
+
+    status, type_slug, title = 429, "rate-limited", "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
+        headers = {"Retry-After": str(max(1, retry_after))} if retry_after is not None else None
+        super().__init__(detail, headers=headers, **extra)
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (database, Redis) is down."""
+
+    status, type_slug, title = 503, "service-unavailable", "Service Unavailable"
+
+    def __init__(self, detail: str = "A dependency is unavailable", retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as documented in the OpenAPI schema."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    current_status: str | None = None
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    **extra: Any,
+) -> Response:
+    """Render one problem+json response."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body: dict[str, Any] = {
+        "type": f"https://taskhub.dev/problems/{type_slug or _slug(phrase)}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(
+        orjson.dumps(body, default=str),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _slug(phrase: str) -> str:
+    return phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entry documenting a route's problem answers."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        out[err.status] = {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": err.title,
+        }
+    return out
+
+
+def _json_safe_errors(errors: Any) -> list[dict[str, Any]]:
+    safe: list[dict[str, Any]] = []
+    for err in errors:
+        item = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+        safe.append(item)
+    return safe
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, from the domain, routing, validation or the database, as a problem."""
+
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return problem_response(
+            exc.status,
+            exc.detail,
+            title=exc.title,
+            type_slug=exc.type_slug,
+            headers=exc.headers,
+            instance=request.url.path,
+            **exc.extra,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem_response(
+            exc.status_code,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = _json_safe_errors(exc.errors())
+        # A body that is not valid JSON at all is a malformed request, not a validation error.
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(
+                400, "The request body is not valid JSON", errors=errors, instance=request.url.path
+            )
+        return problem_response(
+            422,
+            "The request failed validation",
+            title="Unprocessable Content",
+            type_slug="validation-error",
+            errors=errors,
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(OSError)
+    async def _db_down(request: Request, exc: Exception) -> Response:
+        logger.warning("dependency unavailable: %s", exc.__class__.__name__)
+        return problem_response(
+            503,
+            "The database is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> Response:
+        if exc.connection_invalidated:
+            return await _db_down(request, exc)
+        logger.exception("database error")
+        return problem_response(
+            500, "An unexpected database error occurred", instance=request.url.path
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, _exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return problem_response(500, "An unexpected error occurred", instance=request.url.path)

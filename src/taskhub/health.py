@@ -1,0 +1,69 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from taskhub.migrate import current_revision, head_revision
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
+async def ready(request: Request) -> Response:
+    """Readiness: the database answers at the head migration, and Redis answers if configured."""
+    state = request.app.state
+    checks: dict[str, Any] = {}
+    ok = True
+    try:
+        async with asyncio.timeout(3):
+            async with state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                revision = await conn.run_sync(current_revision)
+        head = head_revision()
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if revision == head else f"at {revision}, head is {head}"
+        ok = ok and revision == head
+    except Exception as exc:  # any failure to reach the database means not ready
+        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        ok = False
+    if state.redis is not None:
+        try:
+            async with asyncio.timeout(2):
+                await state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # Redis down: orders still work through the outbox
+            checks["redis"] = f"unavailable: {exc.__class__.__name__}"
+            ok = False
+    else:
+        checks["redis"] = "not configured (embedded events)"
+    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    headers = None if ok else {"Retry-After": "5"}
+    return Response(
+        orjson.dumps(body),
+        status_code=200 if ok else 503,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition, with the pipeline gauges refreshed first."""
+    refresh = getattr(request.app.state, "refresh_metrics", None)
+    if refresh is not None:
+        await refresh()
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

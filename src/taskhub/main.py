@@ -1,0 +1,98 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+
+from taskhub import __version__
+from taskhub.api import v1_router, v2_router
+from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
+from taskhub.config import Settings, get_settings
+from taskhub.db import make_engine, make_sessionmaker
+from taskhub.errors import install_error_handlers
+from taskhub.health import router as health_router
+from taskhub.messaging.signal import WakeSignal
+from taskhub.middleware import EdgeMiddleware
+from taskhub.observability import configure_logging
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; the engine, Redis and background loops live in the lifespan."""
+    settings = settings or get_settings()
+    settings.signing_key()  # fail (or create the dev key) at start, not at the first login
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.redis = (
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=5,
+                socket_connect_timeout=2,
+                health_check_interval=30,
+            )
+            if settings.redis_url
+            else None
+        )
+        app.state.events = WakeSignal()
+        app.state.login_limiter = make_login_limiter(settings, app.state.redis)
+        try:
+            yield
+        finally:
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
+            await engine.dispose()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="taskhub",
+        version=__version__,
+        summary="Task management (v1) and commerce (v2)",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(v1_router, prefix="/api/v1")
+    app.include_router(v2_router, prefix="/api/v2")
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def make_login_limiter(settings: Settings, redis: Redis | None) -> LoginLimiter:
+    """Failed-login limits, shared through Redis when there is one."""
+    counter = RedisCounter(redis, settings.redis_prefix) if redis is not None else MemoryCounter()
+    return LoginLimiter(
+        counter,
+        account=Limit(
+            settings.login_max_failures_per_account, settings.login_account_window_seconds
+        ),
+        client=Limit(settings.login_max_failures_per_client, settings.login_client_window_seconds),
+    )
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn factory entry point: settings from the environment, logging configured."""
+    settings = get_settings()
+    configure_logging(json_logs=settings.environment != "dev")
+    return create_app(settings)

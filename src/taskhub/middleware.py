@@ -1,0 +1,140 @@
+"""One pure-ASGI middleware for what every request needs, kept off the hot path's allocations.
+
+Request id, trailing-slash tolerance, the body size limit, security headers and HTTP metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskhub.errors import problem_response
+from taskhub.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+_DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Wraps every HTTP request; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"
+            scope["path"] = path
+            scope["raw_path"] = path.encode()
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        rid = request_id.encode()
+        started = time.perf_counter()
+        status_holder = [500]
+
+        too_large = _declared_length(scope) > self.max_body_bytes
+        if too_large:
+            response = problem_response(
+                413,
+                f"The request body exceeds {self.max_body_bytes} bytes",
+                type_slug="payload-too-large",
+                headers={"X-Request-ID": request_id, "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            self._observe(scope, 413, started)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        response_started = False
+        is_docs = path.startswith(_DOCS_PATHS)
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", rid))
+                headers.extend(SECURITY_HEADERS if not is_docs else SECURITY_HEADERS[:1])
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            if not response_started:
+                response = problem_response(
+                    413,
+                    f"The request body exceeds {self.max_body_bytes} bytes",
+                    type_slug="payload-too-large",
+                    headers={"X-Request-ID": request_id, "Connection": "close"},
+                )
+                await response(scope, receive, send)
+            status_holder[0] = 413
+        finally:
+            self._observe(scope, status_holder[0], started)
+            request_id_var.reset(token)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = self._route_template(scope)
+        elapsed = time.perf_counter() - started
+        method = scope["method"]
+        HTTP_REQUESTS.labels(method, route, str(status)).inc()
+        HTTP_LATENCY.labels(method, route).observe(elapsed)
+
+    @staticmethod
+    def _route_template(scope: Scope) -> str:
+        # The router records the matched route in the scope; unmatched paths share one label
+        # so that scanning random URLs cannot blow up the metric's cardinality.
+        route = scope.get("route")
+        return str(getattr(route, "path", "<unmatched>"))
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

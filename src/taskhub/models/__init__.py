@@ -1,0 +1,31 @@
+"""Every ORM model, one module per aggregate."""
+
+from taskhub.models.idempotency import IdempotencyKey
+from taskhub.models.order import Order, OrderItem, OrderStatus, Reservation, ReservationState
+from taskhub.models.outbox import OutboxEvent, ProcessedEvent
+from taskhub.models.product import MovementReason, Product, StockMovement
+from taskhub.models.project import Project, ProjectMember, Role
+from taskhub.models.task import Task, TaskActivity, TaskPriority, TaskStatus
+from taskhub.models.user import User
+
+__all__ = [
+    "IdempotencyKey",
+    "MovementReason",
+    "Order",
+    "OrderItem",
+    "OrderStatus",
+    "OutboxEvent",
+    "ProcessedEvent",
+    "Product",
+    "Project",
+    "ProjectMember",
+    "Reservation",
+    "ReservationState",
+    "Role",
+    "StockMovement",
+    "Task",
+    "TaskActivity",
+    "TaskPriority",
+    "TaskStatus",
+    "User",
+]

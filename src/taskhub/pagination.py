@@ -1,0 +1,53 @@
+"""Keyset pagination: an opaque cursor and the `{items, next_cursor}` page shape."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from fastapi import Query
+from pydantic import BaseModel
+
+from taskhub.errors import BadRequest
+
+MAX_LIMIT = 200
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (max 200)")]
+CursorQuery = Annotated[
+    str | None, Query(max_length=512, description="Opaque cursor from `next_cursor`")
+]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    """Pack the sort key of the last row into an opaque string."""
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, size: int, kinds: tuple[type, ...]) -> list[Any] | None:
+    """Unpack a cursor made by `encode_cursor`; a forged or stale one is a 400."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise BadRequest("The cursor is not valid; start again without one") from None
+    if not isinstance(values, list) or len(values) != size:
+        raise BadRequest("The cursor is not valid; start again without one")
+    for value, kind in zip(values, kinds, strict=True):
+        if value is not None and not isinstance(value, kind):
+            raise BadRequest("The cursor is not valid; start again without one")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31:
+            raise BadRequest("The cursor is not valid; start again without one")
+    return values

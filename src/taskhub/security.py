@@ -1,0 +1,100 @@
+"""Password hashing (bcrypt) and access tokens (PyJWT, HS256)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import bcrypt
+import jwt
+from anyio import to_thread
+
+ALGORITHM = "HS256"
+# bcrypt reads at most 72 bytes; longer passwords are refused rather than silently truncated.
+MAX_PASSWORD_BYTES = 72
+MIN_PASSWORD_CHARS = 8
+# Tokens issued "in the future" by more than this are refused (clock skew allowance).
+IAT_LEEWAY_SECONDS = 30
+
+
+def hash_password_sync(password: str, *, rounds: int) -> str:
+    """Hash a password with a fresh salt."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+async def hash_password(password: str, *, rounds: int) -> str:
+    """Hash off the event loop: bcrypt is deliberately slow."""
+    return await to_thread.run_sync(lambda: hash_password_sync(password, rounds=rounds))
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"dummy-password-for-timing", bcrypt.gensalt(rounds))
+
+
+async def verify_password(password: str, hashed: str | None, *, rounds: int) -> bool:
+    """Check a password; with no hash, burn the same time against a dummy one."""
+    raw = password.encode()
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raw = raw[:MAX_PASSWORD_BYTES]
+        too_long = True
+    else:
+        too_long = False
+
+    def _check() -> bool:
+        target = hashed.encode() if hashed else _dummy_hash(rounds)
+        try:
+            ok = bcrypt.checkpw(raw, target)
+        except ValueError:
+            return False
+        return ok and hashed is not None and not too_long
+
+    return await to_thread.run_sync(_check)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The claims of a verified access token."""
+
+    user_id: int
+    jti: str
+    expires_at: datetime
+
+
+def create_access_token(*, user_id: int, key: str, expires_in: timedelta) -> str:
+    """Sign an access token for a user."""
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "iat": int(now.timestamp()),
+        "exp": int((now + expires_in).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, *, key: str) -> TokenClaims | None:
+    """Verify a token's signature, algorithm and times; None when it is not valid."""
+    if len(token) > 4096:
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "jti"]},
+        )
+        user_id = int(claims["sub"])
+        iat = float(claims["iat"])
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+        return None
+    now = datetime.now(UTC).timestamp()
+    if iat > now + IAT_LEEWAY_SECONDS or not 0 < user_id < 2**31:
+        return None
+    return TokenClaims(
+        user_id=user_id,
+        jti=str(claims["jti"]),
+        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
+    )

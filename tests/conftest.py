@@ -1,0 +1,254 @@
+"""Test fixtures: a fresh database per run for each shape, built by the migrations.
+
+Isolation: every test starts from empty tables. After each test the tables it may have
+written are emptied (TRUNCATE on PostgreSQL, DELETE on SQLite). Rolled-back transactions
+would not do here, because the concurrency tests commit from many connections and processes.
+
+Shapes: tests that take the `client` fixture run twice, against SQLite (embedded) and
+PostgreSQL. When PostgreSQL or Redis is absent their tests are skipped and the summary says
+so; with TASKHUB_REQUIRE_SERVICES=1 (CI) an absent service is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from taskhub.config import Settings
+from taskhub.main import create_app
+from taskhub.migrate import upgrade
+
+PG_ADMIN_DSN = os.environ.get("TASKHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("TASKHUB_REQUIRE_SERVICES") == "1"
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+TABLES = [
+    "task_activity",
+    "tasks",
+    "project_members",
+    "projects",
+    "stock_movements",
+    "reservations",
+    "order_items",
+    "orders",
+    "products",
+    "idempotency_keys",
+    "processed_events",
+    "outbox",
+    "users",
+]
+_skipped_services: set[str] = set()
+
+
+def _service_missing(name: str, why: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{name} is required (TASKHUB_REQUIRE_SERVICES=1) but unavailable: {why}")
+    _skipped_services.add(name)
+    pytest.skip(f"{name} unavailable: {why}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Announce skipped full-stack tests loudly."""
+    if _skipped_services:
+        terminalreporter.write_line(
+            "SKIPPED full-stack tests: no "
+            + ", ".join(sorted(_skipped_services))
+            + " (set TASKHUB_REQUIRE_SERVICES=1 to make this a failure)",
+            yellow=True,
+            bold=True,
+        )
+
+
+async def _pg_available() -> str | None:
+    try:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return str(exc)
+    await conn.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+async def pg_server() -> str:
+    """The PostgreSQL admin DSN, or a skip (a failure in CI)."""
+    problem = await _pg_available()
+    if problem:
+        _service_missing("PostgreSQL", problem)
+    return PG_ADMIN_DSN
+
+
+async def create_pg_database(admin_dsn: str) -> str:
+    """Create a uniquely named database and return its name."""
+    name = f"taskhub_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_pg_database(admin_dsn: str, name: str) -> None:
+    """Drop a test database, disconnecting whoever is still on it."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def pg_url(admin_dsn: str, name: str) -> str:
+    """The SQLAlchemy URL of a database on the admin DSN's server."""
+    base = admin_dsn.rsplit("/", 1)[0]
+    return base.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+
+
+@pytest.fixture(scope="session")
+async def pg_database_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this run, migrated to head."""
+    name = await create_pg_database(pg_server)
+    url = pg_url(pg_server, name)
+    await upgrade(make_settings(database_url=url))
+    yield url
+    await drop_pg_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+async def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh SQLite file for this run, migrated to head."""
+    path: Path = tmp_path_factory.mktemp("db") / "taskhub.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade(make_settings(database_url=url))
+    return url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def shape(request: pytest.FixtureRequest) -> str:
+    """The database shape a test runs against."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(shape: str, request: pytest.FixtureRequest) -> str:
+    """The migrated database of the current shape."""
+    if shape == "sqlite":
+        return str(request.getfixturevalue("sqlite_database_url"))
+    return str(request.getfixturevalue("pg_database_url"))
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings: fast bcrypt, a fixed secret, generous limits."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": SECRET,
+        "bcrypt_rounds": 4,
+        "redis_url": None,
+        "login_max_failures_per_client": 10_000,
+        "relay_poll_seconds": 0.05,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def clean_tables(url: str) -> None:
+    """Empty every table (see the module docstring)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            if url.startswith("postgresql"):
+                await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in TABLES:
+                    await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def settings_factory(database_url: str) -> AsyncIterator[Callable[..., Settings]]:
+    """Build settings for this test's database; the tables are emptied afterwards."""
+    yield lambda **overrides: make_settings(database_url=database_url, **overrides)
+    await clean_tables(database_url)
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """Default test settings for the current shape."""
+    return settings_factory()
+
+
+@pytest.fixture
+async def app_factory() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Start apps (with their lifespan) for custom settings; all are stopped at the end."""
+    managers: list[LifespanManager] = []
+
+    async def start(settings: Settings) -> FastAPI:
+        app = create_app(settings)
+        manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
+        await manager.__aenter__()
+        managers.append(manager)
+        return app
+
+    yield start
+    for manager in reversed(managers):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def app(app_factory: Callable[[Settings], Any], settings: Settings) -> FastAPI:
+    """The app for the current shape, started."""
+    started: FastAPI = await app_factory(settings)
+    return started
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client speaking to the app in-process."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=30
+    )
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A real HTTP client over ASGI."""
+    async with client_for(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def redis_server() -> str:
+    """The Redis URL, or a skip (a failure in CI)."""
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError) as exc:
+        _service_missing("Redis", str(exc))
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_server: str) -> AsyncIterator[str]:
+    """A unique key prefix; every key under it is deleted afterwards."""
+    prefix = f"taskhub-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_server)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
