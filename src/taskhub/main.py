@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +17,9 @@ from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounte
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
 from taskhub.errors import install_error_handlers
+from taskhub.events import build_registry
 from taskhub.health import router as health_router
+from taskhub.messaging.embedded import EmbeddedDispatcher
 from taskhub.messaging.signal import WakeSignal
 from taskhub.middleware import EdgeMiddleware
 from taskhub.observability import configure_logging
@@ -43,9 +47,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.events = WakeSignal()
         app.state.login_limiter = make_login_limiter(settings, app.state.redis)
+        dispatcher_task: asyncio.Task[None] | None = None
+        if settings.embedded_events:
+            dispatcher = EmbeddedDispatcher(
+                sessionmaker=app.state.sessionmaker,
+                registry=build_registry(),
+                signal=app.state.events,
+                poll_seconds=settings.relay_poll_seconds,
+                jobs_every_seconds=settings.expiry_sweep_seconds,
+                max_attempts=settings.event_max_deliveries,
+            )
+            dispatcher_task = asyncio.create_task(dispatcher.run(), name="embedded-dispatcher")
         try:
             yield
         finally:
+            if dispatcher_task is not None:
+                dispatcher_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatcher_task
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await engine.dispose()

@@ -1,0 +1,125 @@
+"""Handler registry and the idempotent application of one event.
+
+Transport-agnostic: the embedded dispatcher and the Redis stream consumer both call
+`apply_event`. The event id is recorded in the handler's own transaction, so a redelivered
+event changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from taskhub.messaging.envelope import Envelope
+from taskhub.models import ProcessedEvent
+from taskhub.observability import HANDLER_LATENCY, HANDLER_RESULTS
+
+logger = logging.getLogger("taskhub.events")
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+Job = Callable[[async_sessionmaker[AsyncSession]], Awaitable[int]]
+
+
+class MalformedEvent(Exception):
+    """The event does not match its schema, or no handler knows its type: dead-letter it."""
+
+
+class Outcome(StrEnum):
+    """What happened to one delivery."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One handler for one event type; `name` keys its processed-event records."""
+
+    name: str
+    handler: Handler
+
+
+@dataclass
+class Registry:
+    """Event type → handlers, plus periodic jobs (e.g. reservation expiry)."""
+
+    handlers: dict[str, list[Registration]] = field(default_factory=dict)
+    jobs: list[tuple[str, Job]] = field(default_factory=list)
+
+    def on(self, event_type: str, *, name: str) -> Callable[[Handler], Handler]:
+        """Decorator: register `handler` for `event_type`."""
+
+        def register(handler: Handler) -> Handler:
+            self.handlers.setdefault(event_type, []).append(Registration(name, handler))
+            return handler
+
+        return register
+
+    def every(self, name: str) -> Callable[[Job], Job]:
+        """Decorator: register a periodic job (returns how much work it did)."""
+
+        def register(job: Job) -> Job:
+            self.jobs.append((name, job))
+            return job
+
+        return register
+
+
+async def apply_event(
+    sessionmaker: async_sessionmaker[AsyncSession], registry: Registry, envelope: Envelope
+) -> Outcome:
+    """Run every handler of the event, each once, each in its own transaction.
+
+    Raises MalformedEvent for an unknown type or a payload that fails validation; any other
+    exception is a transient failure, and the caller retries the delivery.
+    """
+    registrations = registry.handlers.get(envelope.type)
+    if not registrations:
+        HANDLER_RESULTS.labels(envelope.type[:64], "malformed").inc()
+        raise MalformedEvent(f"no handler for event type {envelope.type!r}")
+    outcome = Outcome.DUPLICATE
+    for registration in registrations:
+        started = time.perf_counter()
+        try:
+            async with sessionmaker() as session, session.begin():
+                if not await _record_processed(session, envelope, registration.name):
+                    HANDLER_RESULTS.labels(envelope.type, "duplicate").inc()
+                    continue
+                await registration.handler(session, envelope)
+        except ValidationError as exc:
+            HANDLER_RESULTS.labels(envelope.type, "malformed").inc()
+            raise MalformedEvent(f"invalid payload: {exc.error_count()} error(s)") from exc
+        except Exception:
+            HANDLER_RESULTS.labels(envelope.type, "error").inc()
+            raise
+        HANDLER_LATENCY.labels(envelope.type).observe(time.perf_counter() - started)
+        HANDLER_RESULTS.labels(envelope.type, "applied").inc()
+        outcome = Outcome.APPLIED
+        logger.debug(
+            "applied %s",
+            envelope.type,
+            extra={
+                "event_id": str(envelope.id),
+                "event_type": envelope.type,
+                "request_id": envelope.request_id,
+            },
+        )
+    return outcome
+
+
+async def _record_processed(session: AsyncSession, envelope: Envelope, handler: str) -> bool:
+    """Insert the processed-event row; False when it was already there (a redelivery)."""
+    values = {"event_id": str(envelope.id), "handler": handler}
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ProcessedEvent).values(**values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))

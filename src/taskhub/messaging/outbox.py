@@ -1,0 +1,56 @@
+"""Write events into the outbox, in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.db import utcnow
+from taskhub.messaging.envelope import Envelope, envelope_of
+from taskhub.models import OutboxEvent
+from taskhub.observability import request_id_var
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    type: str,
+    payload: dict[str, Any],
+    version: int = 1,  # noqa: A002
+) -> OutboxEvent:
+    """Record an event; it is published only if the surrounding transaction commits."""
+    event = OutboxEvent(
+        event_id=str(uuid.uuid4()),
+        type=type,
+        version=version,
+        payload=payload,
+        request_id=request_id_var.get(),
+        occurred_at=utcnow(),
+        attempts=0,
+    )
+    session.add(event)
+    # The edge wakes the in-process dispatcher after commit (embedded shape); on PostgreSQL
+    # a trigger on the outbox table NOTIFYs the relays.
+    session.info["outbox_written"] = True
+    return event
+
+
+def to_envelope(row: OutboxEvent) -> Envelope:
+    """The envelope of an outbox row."""
+    return envelope_of(
+        event_id=row.event_id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        version=row.version,
+        payload=row.payload,
+        request_id=row.request_id,
+    )
+
+
+async def backlog(session: AsyncSession) -> int:
+    """How many events wait to be published."""
+    stmt = select(func.count()).where(OutboxEvent.published_at.is_(None))
+    return int(await session.scalar(stmt) or 0)
