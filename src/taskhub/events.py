@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from taskhub import idempotency
+from taskhub.config import Settings, get_settings
 from taskhub.messaging.dispatch import Registry
 from taskhub.orders import handlers as order_handlers
 
 
-def build_registry() -> Registry:
+def build_registry(settings: Settings | None = None) -> Registry:
     """Every handler and periodic job of the application."""
+    settings = settings or get_settings()
     registry = Registry()
-    order_handlers.register(registry)
+    order_handlers.register(registry, reservation_ttl=settings.reservation_ttl)
+    registry.every("idempotency.purge")(idempotency.purge_expired)
     return registry

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.embedded_events:
             dispatcher = EmbeddedDispatcher(
                 sessionmaker=app.state.sessionmaker,
-                registry=build_registry(),
+                registry=build_registry(settings),
                 signal=app.state.events,
                 poll_seconds=settings.relay_poll_seconds,
                 jobs_every_seconds=settings.expiry_sweep_seconds,

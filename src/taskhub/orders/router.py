@@ -1,7 +1,148 @@
-"""Routes of the orders domain."""
+"""Routes of orders: /orders."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Query, Request, Response
+
+from taskhub import idempotency
+from taskhub.auth.dependencies import CurrentUser
+from taskhub.dependencies import IdPath, SessionDep, SettingsDep
+from taskhub.errors import (
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+    problem_responses,
+)
+from taskhub.idempotency import IdempotencyKeyHeader
+from taskhub.models import OrderStatus
+from taskhub.orders import service
+from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
+from taskhub.orders.service import OrderWithItems
+from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
+
+
+def order_out(view: OrderWithItems) -> OrderOut:
+    """The API shape of an order and its lines."""
+    o = view.order
+    return OrderOut(
+        id=o.id,
+        user_id=o.user_id,
+        status=o.status,
+        status_reason=o.status_reason,
+        total_cents=o.total_cents,
+        items=[
+            OrderItemOut(
+                product_id=i.product_id, quantity=i.quantity, unit_price_cents=i.unit_price_cents
+            )
+            for i in view.items
+        ],
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+        reserved_at=o.reserved_at,
+        confirmed_at=o.confirmed_at,
+        paid_at=o.paid_at,
+        cancelled_at=o.cancelled_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderOut,
+    responses=problem_responses(Unauthorized, Conflict, Unprocessable),
+)
+async def create_order(
+    body: OrderCreateIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Place an order (PENDING); a worker reserves its stock shortly after."""
+    claim = await idempotency.claim(
+        session,
+        user_id=user.id,
+        scope="POST /api/v2/orders",
+        key=idempotency_key,
+        fingerprint=body.model_dump_json().encode(),
+    )
+    if claim.replay is not None:
+        return claim.replay
+    view = await service.create_order(
+        session, user=user, lines=body.items, max_open_orders=settings.max_open_orders_per_user
+    )
+    out = order_out(view)
+    location = f"/api/v2/orders/{view.order.id}"
+    response.headers["Location"] = location
+    claim.store(status=201, body=out.model_dump_json().encode(), location=location)
+    return out
+
+
+@router.get("", responses=problem_responses(Unauthorized))
+async def list_orders(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this state")] = None,
+) -> Page[OrderOut]:
+    """Newest first: your orders (site admins: everyone's)."""
+    before = decode_cursor(cursor, size=1, kinds=(int,))
+    views = await service.list_orders(
+        session, user=user, limit=limit, before_id=before[0] if before else None, status=status
+    )
+    next_cursor = encode_cursor([views[limit - 1].order.id]) if len(views) > limit else None
+    return Page[OrderOut](items=[order_out(v) for v in views[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/{order_id}", responses=problem_responses(Unauthorized, NotFound))
+async def read_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> OrderOut:
+    """One order with its lines, total and state."""
+    return order_out(await service.get_order(session, order_id=order_id, user=user))
+
+
+@router.post("/{order_id}/confirm", responses=TRANSITION_ERRORS)
+async def confirm_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> OrderOut:
+    """RESERVED → CONFIRMED (stops the reservation from expiring)."""
+    return order_out(await service.confirm_order(session, order_id=order_id, user=user))
+
+
+@router.post(
+    "/{order_id}/pay",
+    response_model=OrderOut,
+    responses=problem_responses(Unauthorized, NotFound, InvalidTransition, Unprocessable),
+)
+async def pay_order(
+    order_id: IdPath,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """RESERVED | CONFIRMED → PAID; the reserved stock is sold."""
+    claim = await idempotency.claim(
+        session,
+        user_id=user.id,
+        scope=f"POST /api/v2/orders/{order_id}/pay",
+        key=idempotency_key,
+        fingerprint=await request.body(),
+    )
+    if claim.replay is not None:
+        return claim.replay
+    out = order_out(await service.pay_order(session, order_id=order_id, user=user))
+    claim.store(status=200, body=out.model_dump_json().encode())
+    return out
+
+
+@router.post("/{order_id}/cancel", responses=TRANSITION_ERRORS)
+async def cancel_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> OrderOut:
+    """Cancel an order that is not PAID, CANCELLED or FAILED; held stock is released."""
+    return order_out(await service.cancel_order(session, order_id=order_id, user=user))

@@ -1,0 +1,186 @@
+"""Stock: the only code that writes `products.stock`, always with a ledger row.
+
+Invariant: for every product, stock == sum(stock_movements.delta) and stock >= 0.
+Every decrement is a conditional UPDATE; multi-product changes touch rows in ascending
+product id order, so concurrent reservations never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.errors import InsufficientStock, NotFound
+from taskhub.models import MovementReason, Product, Reservation, ReservationState, StockMovement
+
+# Kept well under the INTEGER column's 2**31 - 1, so that releases can never overflow it.
+MAX_STOCK = 1_000_000_000
+
+
+async def record_initial_stock(
+    session: AsyncSession, *, product_id: int, quantity: int, actor_id: int | None
+) -> None:
+    """Ledger row for a new product's starting stock."""
+    if quantity:
+        await _ledger(
+            session,
+            [(product_id, quantity)],
+            reason=MovementReason.INITIAL,
+            order_id=None,
+            actor_id=actor_id,
+        )
+
+
+async def adjust_stock(session: AsyncSession, *, product_id: int, delta: int, actor_id: int) -> int:
+    """Add or remove stock by hand; 409 if it would go negative. Returns the new stock."""
+    result = await session.execute(
+        update(Product)
+        .where(
+            Product.id == product_id,
+            Product.deleted_at.is_(None),
+            Product.stock + delta >= 0,
+            Product.stock + delta <= MAX_STOCK,
+        )
+        .values(stock=Product.stock + delta)
+        .returning(Product.stock)
+    )
+    new_stock = result.scalar_one_or_none()
+    if new_stock is None:
+        current = await session.scalar(
+            select(Product.stock).where(Product.id == product_id, Product.deleted_at.is_(None))
+        )
+        if current is None:
+            raise NotFound("Product not found")
+        if current + delta < 0:
+            raise InsufficientStock(
+                f"Stock is {current}; a change of {delta} would make it negative",
+                stock=current,
+            )
+        raise InsufficientStock(f"Stock would exceed {MAX_STOCK}", stock=current)
+    await _ledger(
+        session,
+        [(product_id, delta)],
+        reason=MovementReason.ADJUST,
+        order_id=None,
+        actor_id=actor_id,
+    )
+    return int(new_stock)
+
+
+async def prices_of(session: AsyncSession, *, product_ids: Sequence[int]) -> dict[int, int]:
+    """Current prices of the orderable (not deleted) products among `product_ids`."""
+    rows = await session.execute(
+        select(Product.id, Product.price_cents).where(
+            Product.id.in_(product_ids), Product.deleted_at.is_(None)
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+async def reserve(
+    session: AsyncSession, *, order_id: int, lines: Sequence[tuple[int, int]]
+) -> int | None:
+    """Hold stock for every line, or for none.
+
+    Returns None on success, or the id of the first product short of stock, in which case
+    nothing was changed (the savepoint is rolled back).
+    """
+    ordered = sorted(lines)
+    savepoint = await session.begin_nested()
+    for product_id, quantity in ordered:
+        result = await session.execute(
+            update(Product)
+            .where(
+                Product.id == product_id,
+                Product.stock >= quantity,
+                Product.deleted_at.is_(None),
+            )
+            .values(stock=Product.stock - quantity)
+            .returning(Product.id)
+        )
+        if result.scalar_one_or_none() is None:
+            await savepoint.rollback()
+            return product_id
+    await session.execute(
+        insert(Reservation),
+        [
+            {
+                "order_id": order_id,
+                "product_id": product_id,
+                "quantity": quantity,
+                "state": ReservationState.HELD,
+            }
+            for product_id, quantity in ordered
+        ],
+    )
+    await _ledger(
+        session,
+        [(pid, -qty) for pid, qty in ordered],
+        reason=MovementReason.RESERVE,
+        order_id=order_id,
+        actor_id=None,
+    )
+    await savepoint.commit()
+    return None
+
+
+async def release(session: AsyncSession, *, order_id: int) -> int:
+    """Give back every held reservation of an order, once. Returns the units released."""
+    held = (
+        (
+            await session.execute(
+                update(Reservation)
+                .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
+                .values(state=ReservationState.RELEASED)
+                .returning(Reservation.product_id, Reservation.quantity)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    lines = sorted(held)
+    for product_id, quantity in lines:
+        await session.execute(
+            update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
+        )
+    if lines:
+        await _ledger(
+            session, lines, reason=MovementReason.RELEASE, order_id=order_id, actor_id=None
+        )
+    return sum(q for _, q in lines)
+
+
+async def consume(session: AsyncSession, *, order_id: int) -> int:
+    """Turn an order's held reservations into sold stock (on payment). Returns the rows."""
+    result = await session.execute(
+        update(Reservation)
+        .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
+        .values(state=ReservationState.CONSUMED)
+        .returning(Reservation.id)
+    )
+    return len(result.all())
+
+
+async def _ledger(
+    session: AsyncSession,
+    lines: Sequence[tuple[int, int]],
+    *,
+    reason: MovementReason,
+    order_id: int | None,
+    actor_id: int | None,
+) -> None:
+    await session.execute(
+        insert(StockMovement),
+        [
+            {
+                "product_id": pid,
+                "delta": delta,
+                "reason": reason,
+                "order_id": order_id,
+                "actor_id": actor_id,
+            }
+            for pid, delta in lines
+        ],
+    )

@@ -1,0 +1,119 @@
+"""Products: create, read, list, update, archive."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.catalog import inventory
+from taskhub.db import utcnow
+from taskhub.errors import Conflict, NotFound
+from taskhub.models import Order, OrderItem, Product
+from taskhub.models.order import OPEN_STATUSES
+
+
+async def create_product(
+    session: AsyncSession,
+    *,
+    sku: str,
+    name: str,
+    description: str | None,
+    price_cents: int,
+    stock: int,
+    actor_id: int,
+) -> Product:
+    """Create a product; its initial stock is the ledger's first row."""
+    product = Product(
+        sku=sku, name=name, description=description, price_cents=price_cents, stock=stock
+    )
+    session.add(product)
+    await _flush_unique_sku(session)
+    await inventory.record_initial_stock(
+        session, product_id=product.id, quantity=stock, actor_id=actor_id
+    )
+    await session.refresh(product)
+    return product
+
+
+async def get_product(session: AsyncSession, *, product_id: int) -> Product:
+    """A live (not archived) product, or 404."""
+    product = await session.scalar(
+        select(Product).where(Product.id == product_id, Product.deleted_at.is_(None))
+    )
+    if product is None:
+        raise NotFound("Product not found")
+    return product
+
+
+async def list_products(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after_id: int | None,
+    q: str | None,
+    in_stock: bool | None,
+) -> list[Product]:
+    """Live products by id, `limit + 1` of them so the caller can tell if more follow."""
+    stmt = select(Product).where(Product.deleted_at.is_(None)).order_by(Product.id).limit(limit + 1)
+    if after_id is not None:
+        stmt = stmt.where(Product.id > after_id)
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        stmt = stmt.where(
+            or_(
+                Product.name.ilike(pattern, escape="\\"),
+                Product.sku.ilike(pattern, escape="\\"),
+                Product.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if in_stock is True:
+        stmt = stmt.where(Product.stock > 0)
+    elif in_stock is False:
+        stmt = stmt.where(Product.stock == 0)
+    return list((await session.scalars(stmt)).all())
+
+
+async def update_product(
+    session: AsyncSession, *, product_id: int, changes: dict[str, object]
+) -> Product:
+    """Apply validated changes (never stock)."""
+    product = await get_product(session, product_id=product_id)
+    for field, value in changes.items():
+        if value is None and field != "description":
+            continue
+        setattr(product, field, value)
+    await _flush_unique_sku(session)
+    await session.refresh(product)
+    return product
+
+
+async def archive_product(session: AsyncSession, *, product_id: int) -> None:
+    """Delete a product from the catalog; 409 while open orders reference it.
+
+    The row is archived (deleted_at), not removed, so that past orders keep their lines.
+    """
+    product = await get_product(session, product_id=product_id)
+    referenced = await session.scalar(
+        select(
+            exists()
+            .where(OrderItem.product_id == product.id)
+            .where(OrderItem.order_id == Order.id)
+            .where(Order.status.in_(OPEN_STATUSES))
+        )
+    )
+    if referenced:
+        raise Conflict("Open orders reference this product; cancel or settle them first")
+    product.deleted_at = utcnow()
+    await session.flush()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _flush_unique_sku(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("A product with this SKU already exists") from None
