@@ -1,0 +1,180 @@
+"""Routes for /tasks: CRUD, status and assignment shortcuts, the activity log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from taskhub.auth.dependencies import CurrentUser
+from taskhub.dependencies import MAX_ID, IdPath, SessionDep
+from taskhub.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+    problem_responses,
+)
+from taskhub.models import TaskPriority, TaskStatus
+from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.projects import tasks as service
+from taskhub.projects.permissions import (
+    Permission,
+    TaskAccess,
+    load_project_access,
+    task_for,
+)
+from taskhub.projects.schemas import (
+    ActivityOut,
+    SearchText,
+    TaskCreateIn,
+    TaskOut,
+    TaskPutIn,
+    TaskUpdateIn,
+    Timestamp,
+)
+from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskReader = Annotated[TaskAccess, Depends(task_for(Permission.READ))]
+# What a change needs depends on the fields it changes; the service checks that. The row is
+# locked so that the activity log records the true old values under concurrent edits.
+TaskChanger = Annotated[TaskAccess, Depends(task_for(Permission.READ, for_update=True))]
+TaskDeleter = Annotated[TaskAccess, Depends(task_for(Permission.MANAGE_TASKS, for_update=True))]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+WRITE_ERRORS = problem_responses(Unauthorized, Forbidden, NotFound, Unprocessable)
+
+
+@router.post("", status_code=201, responses=WRITE_ERRORS)
+async def create_task(
+    body: TaskCreateIn, user: CurrentUser, session: SessionDep, response: Response
+) -> TaskOut:
+    """Create a task in a project (member+; assigning someone other than oneself: admin+)."""
+    access = await load_project_access(session, user=user, project_id=body.project_id)
+    task = await service.create_task(
+        session,
+        access=access,
+        title=body.title,
+        description=body.description,
+        assignee_id=body.assignee_id,
+        status=body.status,
+        priority=body.priority,
+        due_date=body.due_date,
+    )
+    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
+    return TaskOut.model_validate(task)
+
+
+@router.get("", responses=problem_responses(BadRequest, Unauthorized))
+async def search_tasks(
+    user: CurrentUser,
+    session: SessionDep,
+    project_id: IdQuery = None,
+    status: TaskStatus | None = None,
+    assignee_id: IdQuery = None,
+    priority: TaskPriority | None = None,
+    due_before: Annotated[Timestamp | None, Query(description="Due strictly before")] = None,
+    due_after: Annotated[Timestamp | None, Query(description="Due strictly after")] = None,
+    q: Annotated[
+        SearchText | None, Query(description="Case-insensitive title/description search")
+    ] = None,
+    sort: TaskSort = TaskSort.ID,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[TaskOut]:
+    """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
+    filters = TaskFilters(
+        project_id=project_id,
+        status=status,
+        assignee_id=assignee_id,
+        priority=priority,
+        due_before=due_before,
+        due_after=due_after,
+        q=q,
+    )
+    items, next_cursor = await list_tasks(
+        session, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor
+    )
+    return Page[TaskOut].model_validate({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/{task_id}", responses=problem_responses(Unauthorized, NotFound))
+async def read_task(task_access: TaskReader) -> TaskOut:
+    """A task in one of the caller's projects."""
+    return TaskOut.model_validate(task_access.task)
+
+
+@router.patch("/{task_id}", responses=WRITE_ERRORS)
+async def update_task(body: TaskUpdateIn, task_access: TaskChanger, session: SessionDep) -> TaskOut:
+    """Change some fields (member+); an assignee may change just the status of their task."""
+    task = await service.update_task(
+        session, task_access=task_access, changes=body.model_dump(exclude_unset=True)
+    )
+    return TaskOut.model_validate(task)
+
+
+@router.put("/{task_id}", responses=WRITE_ERRORS)
+async def replace_task(body: TaskPutIn, task_access: TaskChanger, session: SessionDep) -> TaskOut:
+    """Replace every editable field; omitted ones take their creation defaults."""
+    if body.project_id is not None and body.project_id != task_access.task.project_id:
+        raise Unprocessable(
+            "A task cannot be moved to another project",
+            errors=[{"loc": ["body", "project_id"], "msg": "cannot change", "type": "immutable"}],
+        )
+    task = await service.update_task(
+        session, task_access=task_access, changes=body.model_dump(exclude={"project_id"})
+    )
+    return TaskOut.model_validate(task)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=204,
+    responses=problem_responses(Unauthorized, Forbidden, NotFound),
+)
+async def delete_task(task_access: TaskDeleter, session: SessionDep) -> None:
+    """Delete a task (admin+)."""
+    await service.delete_task(session, task_access=task_access)
+
+
+@router.post("/{task_id}/status/{status}", responses=WRITE_ERRORS)
+async def set_status(status: TaskStatus, task_access: TaskChanger, session: SessionDep) -> TaskOut:
+    """Move a task to a status (member+, or anyone the task is assigned to)."""
+    task = await service.update_task(session, task_access=task_access, changes={"status": status})
+    return TaskOut.model_validate(task)
+
+
+@router.post("/{task_id}/assign/{user_id}", responses=WRITE_ERRORS)
+async def assign(user_id: IdPath, task_access: TaskChanger, session: SessionDep) -> TaskOut:
+    """Assign a task to a project member (admin+; a member may assign an open task to themself)."""
+    task = await service.update_task(
+        session,
+        task_access=task_access,
+        changes={"assignee_id": user_id},
+        loc=["path", "user_id"],
+    )
+    return TaskOut.model_validate(task)
+
+
+@router.get("/{task_id}/activity", responses=problem_responses(BadRequest, Unauthorized, NotFound))
+async def task_activity(
+    task_access: TaskReader,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[ActivityOut]:
+    """The task's change log, oldest first: who changed which field, from what, to what."""
+    after = decode_cursor(cursor, size=1, kinds=(int,))
+    entries = await service.list_activity(
+        session,
+        task_id=task_access.task.id,
+        limit=limit + 1,
+        after_id=after[0] if after else None,
+    )
+    next_cursor = encode_cursor([entries[limit - 1].id]) if len(entries) > limit else None
+    return Page[ActivityOut](
+        items=[ActivityOut.model_validate(e) for e in entries[:limit]], next_cursor=next_cursor
+    )

@@ -1,0 +1,154 @@
+"""Tasks: create, change, delete, and their activity log. Services flush; the edge commits.
+
+Every change appends one `task_activity` row per changed field in the same transaction as the
+change itself, so the log can never disagree with the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.errors import Unprocessable
+from taskhub.models import ProjectMember, Task, TaskActivity, TaskPriority, TaskStatus
+from taskhub.projects.permissions import (
+    Access,
+    TaskAccess,
+    assignment_permission,
+    task_change_permission,
+)
+
+CREATED = "created"
+EDITABLE_FIELDS = ("title", "description", "assignee_id", "status", "priority", "due_date")
+
+
+def activity_value(value: object) -> str | None:
+    """How a field's value is written in the activity log."""
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+async def ensure_assignable(
+    session: AsyncSession, *, project_id: int, assignee_id: int | None, loc: list[str]
+) -> None:
+    """422, naming the field, unless the assignee is a member of the project."""
+    if assignee_id is None:
+        return
+    is_member = await session.scalar(
+        select(
+            exists().where(
+                ProjectMember.project_id == project_id, ProjectMember.user_id == assignee_id
+            )
+        )
+    )
+    if not is_member:
+        raise Unprocessable(
+            "The assignee must be a member of the task's project",
+            errors=[{"loc": loc, "msg": "is not a member of the project", "type": "not_member"}],
+        )
+
+
+async def create_task(
+    session: AsyncSession,
+    *,
+    access: Access,
+    title: str,
+    description: str | None,
+    assignee_id: int | None,
+    status: TaskStatus,
+    priority: TaskPriority,
+    due_date: datetime | None,
+) -> Task:
+    """Create a task (member+; assigning someone else needs admin+) and log its creation."""
+    access.require(assignment_permission(actor_id=access.user.id, assignee_id=assignee_id))
+    await ensure_assignable(
+        session, project_id=access.project_id, assignee_id=assignee_id, loc=["body", "assignee_id"]
+    )
+    task = Task(
+        project_id=access.project_id,
+        title=title,
+        description=description,
+        assignee_id=assignee_id,
+        status=status,
+        priority=priority,
+        due_date=due_date,
+        created_by_id=access.user.id,
+    )
+    session.add(task)
+    await session.flush()
+    session.add(
+        TaskActivity(task_id=task.id, actor_id=access.user.id, field=CREATED, new_value=title)
+    )
+    await session.flush()
+    await session.refresh(task)
+    return task
+
+
+async def update_task(
+    session: AsyncSession,
+    *,
+    task_access: TaskAccess,
+    changes: Mapping[str, Any],
+    loc: list[str] | None = None,
+) -> Task:
+    """Apply the fields that actually change, after checking the permission they need.
+
+    `loc` is where an invalid assignee came from (the body by default).
+    """
+    task = task_access.task
+    changed = {
+        field: value
+        for field, value in changes.items()
+        if field in EDITABLE_FIELDS and getattr(task, field) != value
+    }
+    task_access.require(task_change_permission(task_access, changed))
+    if not changed:
+        return task
+    if changed.get("assignee_id") is not None:
+        await ensure_assignable(
+            session,
+            project_id=task.project_id,
+            assignee_id=changed["assignee_id"],
+            loc=loc or ["body", "assignee_id"],
+        )
+    actor_id = task_access.user.id
+    for field, value in changed.items():
+        session.add(
+            TaskActivity(
+                task_id=task.id,
+                actor_id=actor_id,
+                field=field,
+                old_value=activity_value(getattr(task, field)),
+                new_value=activity_value(value),
+            )
+        )
+        setattr(task, field, value)
+    await session.flush()
+    await session.refresh(task)
+    return task
+
+
+async def delete_task(session: AsyncSession, *, task_access: TaskAccess) -> None:
+    """Delete the task and (by FK cascade) its activity log."""
+    await session.execute(delete(Task).where(Task.id == task_access.task.id))
+
+
+async def list_activity(
+    session: AsyncSession, *, task_id: int, limit: int, after_id: int | None
+) -> Sequence[TaskActivity]:
+    """A page of the task's activity, oldest first."""
+    stmt = select(TaskActivity).where(TaskActivity.task_id == task_id)
+    if after_id is not None:
+        stmt = stmt.where(TaskActivity.id > after_id)
+    stmt = stmt.order_by(TaskActivity.id).limit(limit)
+    return (await session.scalars(stmt)).all()

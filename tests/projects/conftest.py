@@ -1,0 +1,86 @@
+"""Factories for the projects domain: projects, members and tasks through the real API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.factories import Actor, make_user
+
+ROLES = ("viewer", "member", "admin", "owner")
+
+
+async def make_project(client: httpx.AsyncClient, owner: Actor, *, title: str = "Project") -> int:
+    """Create a project owned by `owner` and return its id."""
+    r = await client.post("/api/v1/projects", json={"title": title}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    project_id: int = r.json()["id"]
+    return project_id
+
+
+async def add_member(
+    client: httpx.AsyncClient, project_id: int, *, by: Actor, user: Actor, role: str
+) -> None:
+    """Give `user` a role in the project, acting as `by`."""
+    r = await client.put(
+        f"/api/v1/projects/{project_id}/members/{user.id}", json={"role": role}, headers=by.headers
+    )
+    assert r.status_code in (200, 201), r.text
+
+
+async def make_task(
+    client: httpx.AsyncClient, actor: Actor, project_id: int, **fields: Any
+) -> dict[str, Any]:
+    """Create a task through the API and return its JSON."""
+    body = {"title": "A task", "project_id": project_id, **fields}
+    r = await client.post("/api/v1/tasks", json=body, headers=actor.headers)
+    assert r.status_code == 201, r.text
+    task: dict[str, Any] = r.json()
+    return task
+
+
+@dataclass
+class Team:
+    """A project with one user per role, an outsider and a site admin."""
+
+    project_id: int
+    owner: Actor
+    admin: Actor
+    member: Actor
+    viewer: Actor
+    outsider: Actor
+    site_admin: Actor
+
+    def actor(self, who: str) -> Actor:
+        """The actor playing `who` (a role, 'outsider' or 'site_admin')."""
+        actor: Actor = getattr(self, who)
+        return actor
+
+
+async def build_team(app: FastAPI, client: httpx.AsyncClient) -> Team:
+    """Create the users, the project and the memberships of a `Team`."""
+    owner = await make_user(app, client)
+    project_id = await make_project(client, owner)
+    others = {}
+    for role in ("admin", "member", "viewer"):
+        others[role] = await make_user(app, client)
+        await add_member(client, project_id, by=owner, user=others[role], role=role)
+    return Team(
+        project_id=project_id,
+        owner=owner,
+        admin=others["admin"],
+        member=others["member"],
+        viewer=others["viewer"],
+        outsider=await make_user(app, client),
+        site_admin=await make_user(app, client, is_superuser=True),
+    )
+
+
+@pytest.fixture
+async def team(app: FastAPI, client: httpx.AsyncClient) -> Team:
+    """A project with one user per role, an outsider and a site admin."""
+    return await build_team(app, client)
