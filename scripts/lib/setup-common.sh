@@ -20,6 +20,8 @@ find_compose() {
   else
     die "Docker Compose is missing: install the compose plugin (docker compose)."
   fi
+  # The Dockerfile uses BuildKit cache mounts; the old docker-compose needs these to use it.
+  export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
 }
 
 compose() {
