@@ -190,8 +190,13 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-async def app_factory() -> AsyncIterator[Callable[[Settings], Any]]:
-    """Start apps (with their lifespan) for custom settings; all are stopped at the end."""
+async def app_factory(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[[Settings], Any]]:
+    """Start apps (with their lifespan) for custom settings; all are stopped at the end.
+
+    Depends on settings_factory so that the apps stop before the tables are emptied.
+    """
     managers: list[LifespanManager] = []
 
     async def start(settings: Settings) -> FastAPI:

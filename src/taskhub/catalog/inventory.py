@@ -76,7 +76,7 @@ async def prices_of(session: AsyncSession, *, product_ids: Sequence[int]) -> dic
             Product.id.in_(product_ids), Product.deleted_at.is_(None)
         )
     )
-    return dict(rows.tuples().all())
+    return {int(pid): int(price) for pid, price in rows.all()}
 
 
 async def reserve(
@@ -129,18 +129,14 @@ async def reserve(
 async def release(session: AsyncSession, *, order_id: int) -> int:
     """Give back every held reservation of an order, once. Returns the units released."""
     held = (
-        (
-            await session.execute(
-                update(Reservation)
-                .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
-                .values(state=ReservationState.RELEASED)
-                .returning(Reservation.product_id, Reservation.quantity)
-            )
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
+            .values(state=ReservationState.RELEASED)
+            .returning(Reservation.product_id, Reservation.quantity)
         )
-        .tuples()
-        .all()
-    )
-    lines = sorted(held)
+    ).all()
+    lines = sorted((int(pid), int(qty)) for pid, qty in held)
     for product_id, quantity in lines:
         await session.execute(
             update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)

@@ -37,17 +37,13 @@ async def reserve_stock(session: AsyncSession, envelope: Envelope) -> None:
     if claimed is None:
         return  # cancelled before we got to it, or already handled
     lines = (
-        (
-            await session.execute(
-                select(OrderItem.product_id, OrderItem.quantity).where(
-                    OrderItem.order_id == order_id
-                )
-            )
+        await session.execute(
+            select(OrderItem.product_id, OrderItem.quantity).where(OrderItem.order_id == order_id)
         )
-        .tuples()
-        .all()
+    ).all()
+    short = await inventory.reserve(
+        session, order_id=order_id, lines=[(int(p), int(q)) for p, q in lines]
     )
-    short = await inventory.reserve(session, order_id=order_id, lines=list(lines))
     if short is not None:
         await session.execute(
             update(Order)

@@ -1,0 +1,126 @@
+"""Commerce fixtures: an admin, a customer, products, and pipeline helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from taskhub.models import Order, OrderStatus, Product, Reservation, ReservationState, StockMovement
+from tests.factories import Actor, make_user
+
+_sku = itertools.count(1)
+
+
+@pytest.fixture
+async def admin(app: FastAPI, client: httpx.AsyncClient) -> Actor:
+    """A site admin."""
+    return await make_user(app, client, is_superuser=True)
+
+
+@pytest.fixture
+async def customer(app: FastAPI, client: httpx.AsyncClient) -> Actor:
+    """A regular user who places orders."""
+    return await make_user(app, client)
+
+
+async def make_product(
+    client: httpx.AsyncClient, admin: Actor, *, stock: int = 10, price_cents: int = 1000
+) -> int:
+    """Create a product through the API and return its id."""
+    r = await client.post(
+        "/api/v2/products",
+        json={
+            "sku": f"SKU-{next(_sku)}",
+            "name": "Widget",
+            "price_cents": price_cents,
+            "stock": stock,
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    product_id: int = r.json()["id"]
+    return product_id
+
+
+async def place_order(
+    client: httpx.AsyncClient, actor: Actor, lines: Iterable[tuple[int, int]]
+) -> httpx.Response:
+    """POST /orders with (product_id, quantity) lines."""
+    return await client.post(
+        "/api/v2/orders",
+        json={"items": [{"product_id": p, "quantity": q} for p, q in lines]},
+        headers=actor.headers,
+    )
+
+
+async def wait_settled(
+    client: httpx.AsyncClient, actor: Actor, order_ids: Iterable[int], *, timeout: float = 30
+) -> dict[int, str]:
+    """Poll until no order is PENDING; returns each order's status."""
+    pending = set(order_ids)
+    statuses: dict[int, str] = {}
+    async with asyncio.timeout(timeout):
+        while pending:
+            for order_id in list(pending):
+                r = await client.get(f"/api/v2/orders/{order_id}", headers=actor.headers)
+                assert r.status_code == 200, r.text
+                statuses[order_id] = r.json()["status"]
+                if statuses[order_id] != "PENDING":
+                    pending.discard(order_id)
+            if pending:
+                await asyncio.sleep(0.02)
+    return statuses
+
+
+async def wait_for(predicate, *, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    """Poll an async predicate until it is true."""
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.02)
+
+
+async def assert_stock_invariant(app: FastAPI) -> dict[int, int]:
+    """stock == sum(ledger deltas) and stock >= 0 for every product; held reservations
+    belong to open orders only, and non-held ones never to PENDING orders."""
+    async with app.state.sessionmaker() as session:
+        stocks = dict((await session.execute(select(Product.id, Product.stock))).all())
+        sums = dict(
+            (
+                await session.execute(
+                    select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(
+                        StockMovement.product_id
+                    )
+                )
+            ).all()
+        )
+        for product_id, stock in stocks.items():
+            assert stock >= 0, product_id
+            assert stock == (sums.get(product_id) or 0), (product_id, stock, sums.get(product_id))
+        bad_held = (
+            await session.execute(
+                select(Reservation.id, Order.status)
+                .join(Order, Order.id == Reservation.order_id)
+                .where(
+                    Reservation.state == ReservationState.HELD,
+                    Order.status.not_in([OrderStatus.RESERVED, OrderStatus.CONFIRMED]),
+                )
+            )
+        ).all()
+        assert not bad_held, bad_held
+        consumed_unpaid = (
+            await session.execute(
+                select(Reservation.id)
+                .join(Order, Order.id == Reservation.order_id)
+                .where(
+                    Reservation.state == ReservationState.CONSUMED, Order.status != OrderStatus.PAID
+                )
+            )
+        ).all()
+        assert not consumed_unpaid
+    return stocks

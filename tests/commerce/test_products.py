@@ -1,0 +1,175 @@
+"""The catalog: CRUD, access, filters, stock adjustments and the ledger."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from taskhub.models import StockMovement
+from tests.commerce.conftest import assert_stock_invariant, make_product, place_order, wait_settled
+from tests.factories import Actor
+
+
+async def test_create_and_read_product(client: httpx.AsyncClient, admin: Actor) -> None:
+    body = {"sku": "SKU-1001", "name": "T-Shirt", "price_cents": 1999, "stock": 10}
+    r = await client.post("/api/v2/products", json=body, headers=admin.headers)
+    assert r.status_code == 201
+    product = r.json()
+    assert r.headers["location"] == f"/api/v2/products/{product['id']}"
+    assert product["stock"] == 10 and product["price_cents"] == 1999
+    public = await client.get(f"/api/v2/products/{product['id']}")
+    assert public.status_code == 200
+    assert public.json()["sku"] == "SKU-1001"
+    listed = await client.get("/api/v2/products")
+    assert [p["id"] for p in listed.json()["items"]] == [product["id"]]
+    assert listed.json()["next_cursor"] is None
+
+
+async def test_product_writes_need_site_admin(
+    client: httpx.AsyncClient, admin: Actor, customer: Actor
+) -> None:
+    pid = await make_product(client, admin)
+    body = {"sku": "X-1", "name": "n", "price_cents": 1, "stock": 1}
+    assert (await client.post("/api/v2/products", json=body)).status_code == 401
+    assert (
+        await client.post("/api/v2/products", json=body, headers=customer.headers)
+    ).status_code == 403
+    assert (
+        await client.patch(f"/api/v2/products/{pid}", json={"name": "x"}, headers=customer.headers)
+    ).status_code == 403
+    assert (
+        await client.delete(f"/api/v2/products/{pid}", headers=customer.headers)
+    ).status_code == 403
+    r = await client.patch(f"/api/v2/products/{pid}/stock?delta=5", headers=customer.headers)
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sku": "A", "name": "n", "price_cents": -1, "stock": 1},
+        {"sku": "A", "name": "n", "price_cents": 1, "stock": -1},
+        {"sku": "", "name": "n", "price_cents": 1, "stock": 1},
+        {"sku": "A", "name": "n", "price_cents": 1, "stock": 1, "id": 7},
+        {"sku": "A", "name": "n", "price_cents": 10**12, "stock": 1},
+        {"sku": "A", "name": "n", "price_cents": "abc", "stock": 1},
+    ],
+)
+async def test_product_validation(
+    client: httpx.AsyncClient, admin: Actor, body: dict[str, object]
+) -> None:
+    r = await client.post("/api/v2/products", json=body, headers=admin.headers)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"]
+
+
+async def test_duplicate_sku_is_409(client: httpx.AsyncClient, admin: Actor) -> None:
+    body = {"sku": "DUP-1", "name": "n", "price_cents": 1, "stock": 1}
+    assert (
+        await client.post("/api/v2/products", json=body, headers=admin.headers)
+    ).status_code == 201
+    assert (
+        await client.post("/api/v2/products", json=body, headers=admin.headers)
+    ).status_code == 409
+
+
+async def test_update_product(client: httpx.AsyncClient, admin: Actor) -> None:
+    pid = await make_product(client, admin)
+    r = await client.patch(
+        f"/api/v2/products/{pid}", json={"name": "Renamed", "price_cents": 5}, headers=admin.headers
+    )
+    assert r.status_code == 200
+    assert r.json()["name"] == "Renamed" and r.json()["price_cents"] == 5
+    r = await client.patch(f"/api/v2/products/{pid}", json={"stock": 99}, headers=admin.headers)
+    assert r.status_code == 422  # stock only changes through the ledgered endpoint
+
+
+async def test_stock_adjustments_are_guarded_and_ledgered(
+    app: FastAPI, client: httpx.AsyncClient, admin: Actor
+) -> None:
+    pid = await make_product(client, admin, stock=5)
+    r = await client.patch(
+        f"/api/v2/products/{pid}/stock", params={"delta": "+3"}, headers=admin.headers
+    )
+    assert r.status_code == 200 and r.json()["stock"] == 8
+    r = await client.patch(f"/api/v2/products/{pid}/stock?delta=-8", headers=admin.headers)
+    assert r.status_code == 200 and r.json()["stock"] == 0
+    r = await client.patch(f"/api/v2/products/{pid}/stock?delta=-1", headers=admin.headers)
+    assert r.status_code == 409
+    assert r.json()["stock"] == 0
+    r = await client.patch(f"/api/v2/products/{pid}/stock?delta=abc", headers=admin.headers)
+    assert r.status_code == 422
+    r = await client.patch("/api/v2/products/999999/stock?delta=1", headers=admin.headers)
+    assert r.status_code == 404
+    r = await client.patch(f"/api/v2/products/{pid}/stock?delta=2000000000", headers=admin.headers)
+    assert r.status_code == 422
+    async with app.state.sessionmaker() as session:
+        movements = (
+            await session.execute(
+                select(StockMovement.delta, StockMovement.reason, StockMovement.actor_id)
+                .where(StockMovement.product_id == pid)
+                .order_by(StockMovement.id)
+            )
+        ).all()
+    assert [(d, r) for d, r, _ in movements] == [(5, "initial"), (3, "adjust"), (-8, "adjust")]
+    assert all(actor == admin.id for _, _, actor in movements)
+    await assert_stock_invariant(app)
+
+
+async def test_list_filters_and_pagination(client: httpx.AsyncClient, admin: Actor) -> None:
+    ids = [await make_product(client, admin, stock=i % 2) for i in range(7)]
+    r = await client.patch(
+        f"/api/v2/products/{ids[0]}", json={"name": "Special Blue Mug"}, headers=admin.headers
+    )
+    assert r.status_code == 200
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, object] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/api/v2/products", params=params)).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    in_stock = (await client.get("/api/v2/products?in_stock=true")).json()["items"]
+    assert {p["id"] for p in in_stock} == {i for n, i in enumerate(ids) if n % 2 == 1}
+    out_of_stock = (await client.get("/api/v2/products?in_stock=false")).json()["items"]
+    assert {p["id"] for p in out_of_stock} == {i for n, i in enumerate(ids) if n % 2 == 0}
+    found = (await client.get("/api/v2/products", params={"q": "blue MUG"})).json()["items"]
+    assert [p["id"] for p in found] == [ids[0]]
+    assert (await client.get("/api/v2/products", params={"q": "100%_"})).json()["items"] == []
+    assert (await client.get("/api/v2/products?cursor=garbage")).status_code == 400
+    assert (await client.get("/api/v2/products?limit=201")).status_code == 422
+    assert (await client.get("/api/v2/products?limit=0")).status_code == 422
+
+
+async def test_delete_product_refused_while_open_orders_use_it(
+    client: httpx.AsyncClient, admin: Actor, customer: Actor
+) -> None:
+    pid = await make_product(client, admin, stock=5)
+    r = await place_order(client, customer, [(pid, 1)])
+    order_id = r.json()["id"]
+    await wait_settled(client, customer, [order_id])
+    r = await client.delete(f"/api/v2/products/{pid}", headers=admin.headers)
+    assert r.status_code == 409
+    assert (
+        await client.post(f"/api/v2/orders/{order_id}/pay", headers=customer.headers)
+    ).status_code == 200
+    r = await client.delete(f"/api/v2/products/{pid}", headers=admin.headers)
+    assert r.status_code == 204
+    assert (await client.get(f"/api/v2/products/{pid}")).status_code == 404
+    assert pid not in [p["id"] for p in (await client.get("/api/v2/products")).json()["items"]]
+    # Past orders keep their lines; new orders cannot use the archived product.
+    r = await client.get(f"/api/v2/orders/{order_id}", headers=customer.headers)
+    assert r.json()["items"][0]["product_id"] == pid
+    r = await place_order(client, customer, [(pid, 1)])
+    assert r.status_code == 422
+    assert (
+        await client.delete(f"/api/v2/products/{pid}", headers=admin.headers)
+    ).status_code == 404
