@@ -31,13 +31,13 @@ test: install ## Run the whole test suite (both shapes; PostgreSQL/Redis tests s
 	$(UV) run --frozen pytest
 
 lint: install ## Ruff (lint + format check) and mypy --strict
-	$(UV) run --frozen ruff check src tests
-	$(UV) run --frozen ruff format --check src tests
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
 	$(UV) run --frozen mypy
 
 fmt: install ## Format and auto-fix
-	$(UV) run --frozen ruff format src tests
-	$(UV) run --frozen ruff check --fix src tests
+	$(UV) run --frozen ruff format src tests bench
+	$(UV) run --frozen ruff check --fix src tests bench
 
 migrate: install ## Apply the migrations to DATABASE_URL
 	$(UV) run --frozen taskhub migrate
@@ -45,7 +45,8 @@ migrate: install ## Apply the migrations to DATABASE_URL
 worker: install ## Run one event worker (needs DATABASE_URL and REDIS_URL)
 	$(UV) run --frozen taskhub worker
 
-bench: install ## Benchmark the full stack against the floor server (see bench/)
+bench: install ## Benchmark the full stack (1 server + worker) against the floor server (bench/)
+	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
 	$(UV) run --frozen python bench/run.py
 
 clean: ## Remove the venv, caches and the embedded database
