@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from typing import Annotated
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.console import Console
 
-from taskhub.config import get_settings
+from taskhub.config import Settings, get_settings
 
 app = typer.Typer(help="taskhub: task management and commerce API", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: list, replay or drop events the workers gave up on.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 
@@ -41,6 +48,24 @@ def serve(
         timeout_graceful_shutdown=20,
         log_config=None,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run an event worker: outbox relay, stream consumer and periodic jobs (needs REDIS_URL)."""
+    from taskhub.events import build_registry
+    from taskhub.messaging.worker import run_worker
+    from taskhub.observability import configure_logging
+
+    settings = get_settings()
+    if not settings.redis_url:
+        console.print(
+            "[red]REDIS_URL is not set: in the embedded shape the API process dispatches "
+            "events itself, and no worker is needed.[/red]"
+        )
+        raise typer.Exit(2)
+    configure_logging(json_logs=settings.environment != "dev")
+    _run(run_worker(settings, build_registry(settings)))
 
 
 @app.command()
@@ -98,6 +123,129 @@ def seed_demo(
         console.print(f"  {email:28} {password:20} {role}")
 
 
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="How many to show", min=1)] = 50,
+) -> None:
+    """List dead letters, oldest first."""
+    from taskhub.messaging import deadletters
+
+    async def run(settings: Settings) -> list[deadletters.DeadLetter]:
+        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+            if redis is not None:
+                return await deadletters.list_stream_dead(redis, keys, limit=limit)
+            return await deadletters.list_outbox_dead(sessionmaker, limit=limit)
+
+    letters = asyncio.run(run(get_settings()))
+    if not letters:
+        console.print("no dead letters")
+        return
+    for letter in letters:
+        console.print(
+            f"{letter.id}  deliveries={letter.deliveries}  {letter.dead_at}\n"
+            f"  error: {letter.error}\n  event: {letter.event}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    entry_id: Annotated[str | None, typer.Argument(metavar="ID", help="Dead letter id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
+) -> None:
+    """Send dead letters back to be handled again (the handlers stay idempotent)."""
+    from taskhub.messaging import deadletters
+
+    target = _dlq_target(entry_id, all_)
+
+    async def run(settings: Settings) -> int:
+        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+            if redis is not None:
+                return await deadletters.replay_stream_dead(
+                    redis, keys, entry_id=target, maxlen=settings.stream_maxlen
+                )
+            return await deadletters.replay_outbox_dead(sessionmaker, row_id=_row_id(target))
+
+    count = asyncio.run(run(get_settings()))
+    console.print(f"replayed {count} dead letter(s)")
+    if target is not None and count == 0:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("drop")
+def dlq_drop(
+    entry_id: Annotated[str | None, typer.Argument(metavar="ID", help="Dead letter id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Drop every dead letter")] = False,
+) -> None:
+    """Delete dead letters for good."""
+    from taskhub.messaging import deadletters
+
+    target = _dlq_target(entry_id, all_)
+
+    async def run(settings: Settings) -> int:
+        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+            if redis is not None:
+                return await deadletters.drop_stream_dead(redis, keys, entry_id=target)
+            return await deadletters.drop_outbox_dead(sessionmaker, row_id=_row_id(target))
+
+    count = asyncio.run(run(get_settings()))
+    console.print(f"dropped {count} dead letter(s)")
+    if target is not None and count == 0:
+        raise typer.Exit(1)
+
+
+def _dlq_target(entry_id: str | None, all_: bool) -> str | None:
+    if (entry_id is None) == (not all_):
+        raise typer.BadParameter("give either one ID or --all")
+    return entry_id
+
+
+def _row_id(target: str | None) -> int | None:
+    if target is None:
+        return None
+    if not target.isdigit():
+        raise typer.BadParameter("in the embedded shape a dead letter id is an outbox row id")
+    return int(target)
+
+
+@asynccontextmanager
+async def _dlq_backend(settings: Settings) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """Redis and the stream keys (full stack), or the sessionmaker (embedded)."""
+    from redis.asyncio import Redis
+
+    from taskhub.db import make_engine, make_sessionmaker
+    from taskhub.messaging.streams import all_partitions
+
+    keys = all_partitions(settings.redis_prefix)[0]
+    if settings.redis_url is not None:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            yield redis, keys, None
+        finally:
+            await redis.aclose()
+        return
+    engine = make_engine(settings, pool=False)
+    try:
+        yield None, keys, make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

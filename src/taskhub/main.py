@@ -20,7 +20,9 @@ from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
 from taskhub.messaging.embedded import EmbeddedDispatcher
+from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.signal import WakeSignal
+from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware
 from taskhub.observability import configure_logging
 
@@ -47,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.events = WakeSignal()
         app.state.login_limiter = make_login_limiter(settings, app.state.redis)
+        # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
+        # or dead outbox rows (embedded).
+        app.state.refresh_metrics = pipeline_metrics_refresher(
+            app.state.sessionmaker, app.state.redis, all_partitions(settings.redis_prefix)
+        )
         dispatcher_task: asyncio.Task[None] | None = None
         if settings.embedded_events:
             dispatcher = EmbeddedDispatcher(

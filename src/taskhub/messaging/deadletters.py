@@ -1,0 +1,159 @@
+"""Dead letters: list, replay and drop, for both shapes.
+
+Full stack: the dead-letter stream holds each dead entry's original fields plus `dlq.*`
+fields (error, deliveries, source id, consumer, time). Replay re-adds the original fields to
+the main stream (a fresh entry, so its delivery count starts again), then deletes the dead
+entry, in one MULTI (both keys share a hash slot).
+Embedded: dead letters are outbox rows with `dead_at` set; replay makes them unpublished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from taskhub.messaging.consumer import (
+    DLQ_DEAD_AT,
+    DLQ_DELIVERIES,
+    DLQ_ERROR,
+    DLQ_FIELDS,
+)
+from taskhub.messaging.streams import ENVELOPE_FIELD, Fields, StreamKeys, entries_of
+from taskhub.models import OutboxEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead event, whichever shape it comes from."""
+
+    id: str
+    event: str
+    error: str
+    deliveries: int
+    dead_at: str
+
+
+def _text(fields: Fields, key: bytes, default: str = "") -> str:
+    value = fields.get(key)
+    return value.decode(errors="replace") if value is not None else default
+
+
+async def list_stream_dead(redis: Redis, keys: StreamKeys, *, limit: int) -> list[DeadLetter]:
+    """The oldest `limit` entries of the dead-letter stream."""
+    entries = entries_of(await redis.xrange(keys.dead, "-", "+", count=limit))
+    return [
+        DeadLetter(
+            id=entry_id,
+            event=_text(fields, ENVELOPE_FIELD, "<no envelope>")[:300],
+            error=_text(fields, DLQ_ERROR),
+            deliveries=int(_text(fields, DLQ_DELIVERIES, "0") or 0),
+            dead_at=_text(fields, DLQ_DEAD_AT),
+        )
+        for entry_id, fields in entries
+        if fields is not None
+    ]
+
+
+async def count_stream_dead(redis: Redis, keys: StreamKeys) -> int:
+    """How many entries the dead-letter stream holds."""
+    return int(await redis.xlen(keys.dead))
+
+
+async def replay_stream_dead(
+    redis: Redis, keys: StreamKeys, *, entry_id: str | None, maxlen: int
+) -> int:
+    """Move one dead entry (or all, when `entry_id` is None) back to the main stream."""
+    moved = 0
+    while True:
+        if entry_id is not None:
+            entries = entries_of(await redis.xrange(keys.dead, entry_id, entry_id, count=1))
+        else:
+            entries = entries_of(await redis.xrange(keys.dead, "-", "+", count=100))
+        if not entries:
+            return moved
+        async with redis.pipeline(transaction=True) as pipe:
+            for dead_id, fields in entries:
+                original: dict[Any, Any] = {
+                    k: v for k, v in (fields or {}).items() if k not in DLQ_FIELDS
+                }
+                if original:
+                    pipe.xadd(keys.stream, original, maxlen=maxlen, approximate=True)
+                pipe.xdel(keys.dead, dead_id)
+            await pipe.execute()
+        moved += len(entries)
+        if entry_id is not None:
+            return moved
+
+
+async def drop_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | None) -> int:
+    """Delete one dead entry, or every one."""
+    if entry_id is not None:
+        return int(await redis.xdel(keys.dead, entry_id))
+    count = await count_stream_dead(redis, keys)
+    await redis.delete(keys.dead)
+    return count
+
+
+async def list_outbox_dead(
+    sessionmaker: async_sessionmaker[AsyncSession], *, limit: int
+) -> list[DeadLetter]:
+    """The oldest `limit` dead outbox rows (embedded shape)."""
+    async with sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.dead_at.is_not(None))
+                .order_by(OutboxEvent.id)
+                .limit(limit)
+            )
+        ).all()
+    return [
+        DeadLetter(
+            id=str(row.id),
+            event=f"{row.type} {row.event_id} {row.payload}"[:300],
+            error=row.last_error or "",
+            deliveries=row.attempts,
+            dead_at=_iso(row.dead_at),
+        )
+        for row in rows
+    ]
+
+
+async def count_outbox_dead(session: AsyncSession) -> int:
+    """How many outbox rows were given up on."""
+    stmt = select(func.count()).where(OutboxEvent.dead_at.is_not(None))
+    return int(await session.scalar(stmt) or 0)
+
+
+async def replay_outbox_dead(
+    sessionmaker: async_sessionmaker[AsyncSession], *, row_id: int | None
+) -> int:
+    """Make dead outbox rows unpublished again, so that the dispatcher retries them."""
+    stmt = update(OutboxEvent).where(OutboxEvent.dead_at.is_not(None))
+    if row_id is not None:
+        stmt = stmt.where(OutboxEvent.id == row_id)
+    stmt = stmt.values(dead_at=None, published_at=None, attempts=0, last_error=None)
+    async with sessionmaker() as session, session.begin():
+        result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def drop_outbox_dead(
+    sessionmaker: async_sessionmaker[AsyncSession], *, row_id: int | None
+) -> int:
+    """Delete dead outbox rows."""
+    stmt = delete(OutboxEvent).where(OutboxEvent.dead_at.is_not(None))
+    if row_id is not None:
+        stmt = stmt.where(OutboxEvent.id == row_id)
+    async with sessionmaker() as session, session.begin():
+        result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else ""

@@ -1,0 +1,157 @@
+"""The relay: moves unpublished outbox rows onto the Redis stream and marks them published.
+
+Several relays may run at once (one per worker process). On PostgreSQL each batch is
+claimed with `FOR UPDATE SKIP LOCKED`, so relays never publish the same rows concurrently;
+the rows stay locked until the XADDs succeeded and `published_at` is committed. A crash
+between the XADD and the commit publishes the batch again, which the idempotent handlers
+absorb. The relay wakes on PostgreSQL `LISTEN` (a statement-level trigger on `outbox`
+NOTIFYs at commit), or after `poll_seconds` at the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from taskhub.db import utcnow
+from taskhub.messaging.backoff import Backoff
+from taskhub.messaging.outbox import to_envelope
+from taskhub.messaging.signal import WakeSignal
+from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
+from taskhub.models import OutboxEvent
+from taskhub.observability import OUTBOX_PUBLISHED
+
+logger = logging.getLogger("taskhub.events.relay")
+
+NOTIFY_CHANNEL = "taskhub_outbox"
+
+
+class Relay:
+    """Publish the outbox to the stream until `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: StreamKeys,
+        database_url: str,
+        batch_size: int,
+        poll_seconds: float,
+        maxlen: int,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._keys = keys
+        self._database_url = database_url
+        self._batch = batch_size
+        self._poll = poll_seconds
+        self._maxlen = maxlen
+        self._signal = WakeSignal()
+        self._stopping = False
+        self._listener: Any = None
+        self._group_ready = False
+
+    def stop(self) -> None:
+        """Finish the current batch, then return from `run`."""
+        self._stopping = True
+        self._signal.wake()
+
+    def wake(self) -> None:
+        """Publish now (an in-process hint; NOTIFY does this across processes)."""
+        self._signal.wake()
+
+    async def run(self) -> None:
+        """Publish batches until stopped; retries with backoff while a dependency is down."""
+        backoff = Backoff(base=0.05, cap=2.0)
+        try:
+            while not self._stopping:
+                await self._ensure_listener()
+                try:
+                    published = await self.publish_batch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis or the database down: retry, never die
+                    self._group_ready = False
+                    delay = backoff.next()
+                    logger.warning("relay: publish failed (%r); retrying in %.2fs", exc, delay)
+                    await self._signal.wait(delay)
+                    continue
+                backoff.reset()
+                if published < self._batch:
+                    await self._signal.wait(self._poll)
+        finally:
+            await self._close_listener()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unpublished rows; returns how many."""
+        if not self._group_ready:
+            # A group must exist before the first XADD, or a group created later at "$"
+            # would skip those entries (and Redis may have restarted empty).
+            await ensure_group(self._redis, self._keys)
+            self._group_ready = True
+        async with self._sessionmaker() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.published_at.is_(None))
+                    .order_by(OutboxEvent.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    pipe.xadd(
+                        self._keys.stream,
+                        {ENVELOPE_FIELD: to_envelope(row).to_json()},
+                        maxlen=self._maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_([row.id for row in rows]))
+                .values(published_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        OUTBOX_PUBLISHED.inc(len(rows))
+        return len(rows)
+
+    async def _ensure_listener(self) -> None:
+        """LISTEN for outbox inserts on PostgreSQL; best effort, the poll covers failures."""
+        url = make_url(self._database_url)
+        if not url.drivername.startswith("postgresql"):
+            return
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._close_listener()
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            async with asyncio.timeout(5):
+                conn = await asyncpg.connect(dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except Exception as exc:  # the poll fallback keeps the relay going
+            logger.warning("relay: LISTEN unavailable (%r); polling", exc)
+            return
+        self._listener = conn
+        self._signal.wake()  # rows may have arrived while not listening
+
+    def _on_notify(self, *_args: object) -> None:
+        self._signal.wake()
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
