@@ -1,0 +1,358 @@
+"""Orders through the full stack with real `taskhub worker` processes: oversell, kill -9,
+SIGTERM, Redis down, malformed entries, expiry, and a randomized workload with crashes.
+
+The API runs in-process (ASGI) with REDIS_URL set, so it runs no dispatcher of its own:
+only the worker processes relay and handle events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskhub.config import Settings
+from taskhub.messaging.streams import StreamKeys
+from taskhub.models import OutboxEvent, ProcessedEvent
+from tests.conftest import client_for
+from tests.factories import Actor, make_user
+from tests.fullstack.conftest import (
+    PrivateRedis,
+    WorkerProcess,
+    assert_stock_invariant,
+    order_status_counts,
+    pending_orders,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
+_sku = itertools.count(1)
+
+
+@dataclass
+class Stack:
+    """The API in-process on the full-stack settings, with an admin and a customer."""
+
+    settings: Settings
+    app: FastAPI
+    client: httpx.AsyncClient
+    admin: Actor
+    customer: Actor
+    engine: AsyncEngine
+
+    @property
+    def keys(self) -> StreamKeys:
+        return StreamKeys(self.settings.redis_prefix)
+
+    async def product(self, stock: int) -> int:
+        r = await self.client.post(
+            "/api/v2/products",
+            json={"sku": f"FS-{next(_sku)}", "name": "Widget", "price_cents": 100, "stock": stock},
+            headers=self.admin.headers,
+        )
+        assert r.status_code == 201, r.text
+        product_id: int = r.json()["id"]
+        return product_id
+
+    async def order(self, lines: list[tuple[int, int]], actor: Actor | None = None) -> int:
+        r = await self.client.post(
+            "/api/v2/orders",
+            json={"items": [{"product_id": p, "quantity": q} for p, q in lines]},
+            headers=(actor or self.customer).headers,
+        )
+        assert r.status_code == 201, r.text
+        order_id: int = r.json()["id"]
+        return order_id
+
+    async def orders(self, lines: list[list[tuple[int, int]]], *, parallel: int = 30) -> list[int]:
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(order_lines: list[tuple[int, int]]) -> int:
+            async with gate:
+                return await self.order(order_lines)
+
+        return list(await asyncio.gather(*(one(x) for x in lines)))
+
+    async def drained(self) -> bool:
+        """No order PENDING, nothing left in the outbox, nothing unacknowledged."""
+        if await pending_orders(self.engine):
+            return False
+        async with self.engine.connect() as conn:
+            backlog = await conn.scalar(
+                select(func.count()).where(OutboxEvent.published_at.is_(None))
+            )
+        if backlog:
+            return False
+        redis = self.app.state.redis
+        try:
+            info = await redis.xpending(self.keys.stream, self.keys.group)
+            lag = [g.get("lag") for g in await redis.xinfo_groups(self.keys.stream)]
+        except Exception:  # Redis down, or the stream not created yet
+            return False
+        return int(info["pending"]) == 0 and all(not x for x in lag)
+
+    async def wait_consumers(self, count: int) -> None:
+        """Wait until `count` worker processes joined the consumer group."""
+        redis = self.app.state.redis
+
+        async def joined() -> bool:
+            try:
+                return len(await redis.xinfo_consumers(self.keys.stream, self.keys.group)) >= count
+            except Exception:  # the stream or group does not exist yet
+                return False
+
+        await wait_until(joined, timeout=20, what=f"{count} consumers to join")
+
+    async def wait_drained(self, timeout: float, workers: list[WorkerProcess]) -> None:
+        try:
+            await wait_until(self.drained, timeout=timeout, what="the pipeline to drain")
+        except BaseException:
+            for worker in workers:
+                print(f"--- {worker.log.name}\n{worker.tail()}")  # noqa: T201
+            raise
+
+
+@pytest.fixture
+async def stack_factory(
+    fs_settings: Callable[..., Settings],
+    fs_engine: AsyncEngine,
+    fs_app_factory: Callable[[Settings], Any],
+) -> AsyncIterator[Callable[..., Any]]:
+    clients: list[httpx.AsyncClient] = []
+
+    async def build(**overrides: Any) -> Stack:
+        # 200 requests at once queue for the pool on this 2-core machine: let them wait.
+        settings = fs_settings(**{"db_timeout_seconds": 30, **overrides})
+        app: FastAPI = await fs_app_factory(settings)
+        client = client_for(app)
+        clients.append(client)
+        admin = await make_user(app, client, is_superuser=True)
+        customer = await make_user(app, client)
+        return Stack(settings, app, client, admin, customer, fs_engine)
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+async def processed(engine: AsyncEngine, handler: str) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).where(ProcessedEvent.handler == handler))
+        return int(count or 0)
+
+
+async def stock_of(engine: AsyncEngine, product_id: int) -> int:
+    async with engine.connect() as conn:
+        return int(
+            await conn.scalar(text("SELECT stock FROM products WHERE id = :id"), {"id": product_id})
+        )
+
+
+async def test_oversell_three_workers_exactly_the_stock_is_reserved(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    stack: Stack = await stack_factory()
+    started = [workers(stack.settings) for _ in range(3)]
+    product = await stack.product(stock=50)
+    await stack.wait_consumers(3)
+    order_ids = await stack.orders([[(product, 1)] for _ in range(200)], parallel=200)
+    assert len(set(order_ids)) == 200
+    await stack.wait_drained(45, started)
+    assert await order_status_counts(stack.engine) == {"RESERVED": 50, "FAILED": 150}
+    assert await stock_of(stack.engine, product) == 0
+    assert await processed(stack.engine, "orders.reserve") == 200
+    await assert_stock_invariant(stack.engine)
+    assert all(w.proc.poll() is None for w in started), "a worker died"
+
+
+async def test_kill_9_mid_batch_then_a_new_worker_settles_every_order_once(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    stack: Stack = await stack_factory()
+    products = [await stack.product(stock=10_000) for _ in range(3)]
+    rng = random.Random(7)
+    lines = [
+        [(p, rng.randint(1, 3)) for p in rng.sample(products, rng.randint(1, 3))]
+        for _ in range(300)
+    ]
+    await stack.orders(lines)
+    first = workers(stack.settings, WORKER_CONCURRENCY="4")
+
+    async def some_settled() -> bool:
+        return await pending_orders(stack.engine) < 300
+
+    await wait_until(some_settled, timeout=20, what="the first worker to start settling")
+    first.kill9()
+    left = await pending_orders(stack.engine)
+    assert left > 0, "the worker finished before it could be killed; the test proved nothing"
+    second = workers(stack.settings)
+    await stack.wait_drained(40, [first, second])
+    assert await order_status_counts(stack.engine) == {"RESERVED": 300}
+    assert await processed(stack.engine, "orders.reserve") == 300
+    async with stack.engine.connect() as conn:
+        # One reservation per order line, never two.
+        reservations = await conn.scalar(text("SELECT count(*) FROM reservations"))
+        items = await conn.scalar(text("SELECT count(*) FROM order_items"))
+        reserve_rows = await conn.scalar(
+            text("SELECT count(*) FROM stock_movements WHERE reason = 'reserve'")
+        )
+    assert reservations == items == reserve_rows
+    await assert_stock_invariant(stack.engine)
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_0(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    stack: Stack = await stack_factory()
+    product = await stack.product(stock=10_000)
+    await stack.orders([[(product, 1)] for _ in range(300)])
+    first = workers(stack.settings)
+
+    async def some_settled() -> bool:
+        return await pending_orders(stack.engine) < 300
+
+    await wait_until(some_settled, timeout=20, what="the worker to start settling")
+    code = await asyncio.to_thread(first.terminate, 20)
+    assert code == 0, first.tail()
+    # Graceful: whatever it took from the stream, it acknowledged.
+    redis = stack.app.state.redis
+    summary = await redis.xpending(stack.keys.stream, stack.keys.group)
+    assert int(summary["pending"]) == 0, first.tail()
+    second = workers(stack.settings)
+    await stack.wait_drained(30, [first, second])
+    assert await order_status_counts(stack.engine) == {"RESERVED": 300}
+    assert await processed(stack.engine, "orders.reserve") == 300
+    assert await stock_of(stack.engine, product) == 10_000 - 300
+    await assert_stock_invariant(stack.engine)
+
+
+async def test_orders_accepted_while_redis_is_down_settle_when_it_is_back(
+    stack_factory: Callable[..., Any],
+    workers: Callable[..., WorkerProcess],
+    private_redis: PrivateRedis,
+) -> None:
+    stack: Stack = await stack_factory(redis_url=private_redis.url)
+    worker = workers(stack.settings)
+    product = await stack.product(stock=100)
+    await stack.order([(product, 1)])
+    await stack.wait_drained(20, [worker])
+    private_redis.kill()
+    created = [await stack.order([(product, 1)]) for _ in range(20)]  # 201 through the outbox
+    await asyncio.sleep(0.5)
+    assert await pending_orders(stack.engine) == 20, "nothing can settle without Redis"
+    private_redis.start()
+    await stack.wait_drained(30, [worker])
+    assert await order_status_counts(stack.engine) == {"RESERVED": 21}
+    assert await stock_of(stack.engine, product) == 100 - 21
+    assert len(created) == 20
+    assert worker.proc.poll() is None
+    await assert_stock_invariant(stack.engine)
+
+
+async def test_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
+    stack_factory: Callable[..., Any],
+    workers: Callable[..., WorkerProcess],
+    redis_client: aioredis.Redis,
+) -> None:
+    stack: Stack = await stack_factory()
+    worker = workers(stack.settings)
+    keys = stack.keys
+    await redis_client.xadd(keys.stream, {b"envelope": b'{"id": "nope"}'})
+    await redis_client.xadd(keys.stream, {b"garbage": b"\xff\xfe"})
+    product = await stack.product(stock=5)
+    await stack.orders([[(product, 1)] for _ in range(8)])
+    await stack.wait_drained(30, [worker])
+    assert await order_status_counts(stack.engine) == {"RESERVED": 5, "FAILED": 3}
+    assert await redis_client.xlen(keys.dead) == 2
+    assert worker.proc.poll() is None, "the worker crashed on a malformed entry"
+    await assert_stock_invariant(stack.engine)
+
+
+async def test_worker_expires_reservations_past_their_ttl(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    stack: Stack = await stack_factory()
+    worker = workers(stack.settings, RESERVATION_TTL="PT1S")
+    product = await stack.product(stock=3)
+    order_id = await stack.order([(product, 2)])
+
+    async def expired() -> bool:
+        r = await stack.client.get(f"/api/v2/orders/{order_id}", headers=stack.customer.headers)
+        return bool(r.json()["status"] == "CANCELLED")
+
+    try:
+        await wait_until(expired, timeout=15, what="the reservation to expire")
+    except BaseException:
+        print(worker.tail())  # noqa: T201
+        raise
+    await stack.wait_drained(15, [worker])
+    assert await stock_of(stack.engine, product) == 3
+    await assert_stock_invariant(stack.engine)
+
+
+async def test_randomized_workload_with_crashes_keeps_the_invariants(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    stack: Stack = await stack_factory()
+    rng = random.Random(2026)
+    running = [workers(stack.settings) for _ in range(2)]
+    all_workers = list(running)
+    products = [await stack.product(stock=rng.randint(5, 30)) for _ in range(5)]
+    customers = [stack.customer, *[await make_user(stack.app, stack.client) for _ in range(2)]]
+    owned: list[tuple[int, Actor]] = []
+    statuses: list[int] = []
+    deadline = time.monotonic() + 12
+
+    async def actor_loop() -> None:
+        while time.monotonic() < deadline:
+            action = rng.random()
+            if action < 0.5 or not owned:
+                who = rng.choice(customers)
+                lines = [(p, rng.randint(1, 4)) for p in rng.sample(products, rng.randint(1, 3))]
+                owned.append((await stack.order(lines, who), who))
+                continue
+            order_id, who = rng.choice(owned)
+            if action < 0.7:
+                r = await stack.client.post(
+                    f"/api/v2/orders/{order_id}/cancel", headers=who.headers
+                )
+            elif action < 0.9:
+                r = await stack.client.post(f"/api/v2/orders/{order_id}/pay", headers=who.headers)
+            else:
+                r = await stack.client.patch(
+                    f"/api/v2/products/{rng.choice(products)}/stock",
+                    params={"delta": rng.randint(-5, 10)},
+                    headers=stack.admin.headers,
+                )
+            statuses.append(r.status_code)
+            await asyncio.sleep(rng.uniform(0, 0.01))
+
+    async def chaos() -> None:
+        while time.monotonic() < deadline - 1:
+            await asyncio.sleep(rng.uniform(1.5, 3))
+            victim = running.pop(rng.randrange(len(running)))
+            victim.kill9()
+            fresh = workers(stack.settings)
+            running.append(fresh)
+            all_workers.append(fresh)
+
+    await asyncio.gather(*(actor_loop() for _ in range(8)), chaos())
+    assert len(all_workers) >= 5, "not enough crashes to prove anything"
+    assert set(statuses) <= {200, 409}, sorted(set(statuses))
+    await stack.wait_drained(40, all_workers)
+    counts = await order_status_counts(stack.engine)
+    assert "PENDING" not in counts
+    assert sum(counts.values()) == len(owned)
+    assert counts.get("RESERVED", 0) + counts.get("PAID", 0) > 0
+    await assert_stock_invariant(stack.engine)

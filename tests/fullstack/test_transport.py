@@ -1,0 +1,334 @@
+"""The stream transport in-process, with a test registry: relay, consumer group, retries,
+take-over of abandoned entries, dead letters, and reconnecting to Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from taskhub.config import Settings
+from taskhub.db import make_sessionmaker, utcnow
+from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
+from taskhub.messaging.dispatch import Registry
+from taskhub.messaging.envelope import Envelope
+from taskhub.messaging.outbox import emit
+from taskhub.messaging.relay import Relay
+from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
+from taskhub.models import OutboxEvent, ProcessedEvent
+from tests.fullstack.conftest import PrivateRedis, wait_until
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis]
+
+
+class TouchPayload(BaseModel):
+    """The test event's payload."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    fail: int = 0
+
+
+class Recorder:
+    """A registry whose handler counts applications and fails on demand."""
+
+    def __init__(self) -> None:
+        self.applied: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self.registry = Registry()
+        self.registry.on("test.touch", name="test.touch")(self.handle)
+
+    async def handle(self, _session: AsyncSession, envelope: Envelope) -> None:
+        payload = TouchPayload.model_validate(envelope.payload)
+        self.attempts[payload.key] += 1
+        if self.attempts[payload.key] <= payload.fail:
+            raise RuntimeError(f"transient failure {self.attempts[payload.key]}")
+        self.applied[payload.key] += 1
+
+
+@pytest.fixture
+def sessionmaker(fs_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the module's database."""
+    return make_sessionmaker(fs_engine)
+
+
+@pytest.fixture
+def keys(redis_prefix: str) -> StreamKeys:
+    """This test's stream keys."""
+    return StreamKeys(redis_prefix)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[Any], None]]:
+    """Run relays/consumers as tasks; they are stopped and awaited at the end."""
+    pieces: list[tuple[Any, asyncio.Task[None]]] = []
+
+    def start(piece: Any) -> None:
+        pieces.append((piece, asyncio.create_task(piece.run())))
+
+    yield start
+    for piece, _task in pieces:
+        piece.stop()
+    for _piece, task in pieces:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+
+
+def make_relay(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis
+) -> Relay:
+    return Relay(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        keys=StreamKeys(settings.redis_prefix),
+        database_url=settings.database_url,
+        batch_size=50,
+        poll_seconds=1.0,
+        maxlen=settings.stream_maxlen,
+    )
+
+
+def make_consumer(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    recorder: Recorder,
+    *,
+    name: str | None = None,
+    claim_idle_ms: int = 5000,
+    max_deliveries: int = 3,
+) -> StreamConsumer:
+    return StreamConsumer(
+        redis=redis,
+        keys=StreamKeys(settings.redis_prefix),
+        sessionmaker=sessionmaker,
+        registry=recorder.registry,
+        name=name or f"test-{uuid.uuid4().hex[:6]}",
+        concurrency=4,
+        claim_idle_ms=claim_idle_ms,
+        max_deliveries=max_deliveries,
+        maxlen=settings.stream_maxlen,
+        block_ms=200,
+        retry_base_seconds=0.02,
+    )
+
+
+async def emit_touches(
+    sessionmaker: async_sessionmaker[AsyncSession], payloads: list[dict[str, Any]]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        for payload in payloads:
+            await emit(session, type="test.touch", payload=payload)
+
+
+def entry(key: str, **extra: Any) -> dict[bytes, bytes]:
+    envelope = Envelope(
+        id=uuid.uuid4(),
+        type="test.touch",
+        occurred_at=utcnow(),
+        version=1,
+        payload={"key": key, **extra},
+    )
+    return {ENVELOPE_FIELD: envelope.to_json()}
+
+
+async def processed_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0)
+
+
+async def test_relay_then_consumer_apply_each_event_once(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    recorder = Recorder()
+    # Two relays and two consumers compete, as several worker processes would.
+    for _ in range(2):
+        running(make_relay(settings, sessionmaker, redis_client))
+        running(make_consumer(settings, sessionmaker, redis_client, recorder))
+    await emit_touches(sessionmaker, [{"key": f"k{i}"} for i in range(120)])
+
+    async def all_applied() -> bool:
+        return sum(recorder.applied.values()) >= 120
+
+    await wait_until(all_applied, timeout=15, what="120 events applied")
+    assert set(recorder.applied.values()) == {1}, "an event was applied twice"
+    assert len(recorder.applied) == 120
+    async with sessionmaker() as session:
+        unpublished = await session.scalar(
+            select(func.count()).where(OutboxEvent.published_at.is_(None))
+        )
+    assert unpublished == 0
+    # Every stream entry is acknowledged, and the relays published each row exactly once.
+    assert await redis_client.xlen(keys.stream) == 120
+
+    async def acked() -> bool:
+        return int((await redis_client.xpending(keys.stream, keys.group))["pending"]) == 0
+
+    await wait_until(acked, timeout=5, what="all entries acknowledged")
+
+
+async def test_notify_wakes_the_relay_before_its_poll(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    relay = Relay(
+        sessionmaker=sessionmaker,
+        redis=redis_client,
+        keys=keys,
+        database_url=settings.database_url,
+        batch_size=50,
+        poll_seconds=30.0,  # only LISTEN/NOTIFY can wake it in time
+        maxlen=settings.stream_maxlen,
+    )
+    running(relay)
+    await asyncio.sleep(0.3)  # let it LISTEN and go idle
+    await emit_touches(sessionmaker, [{"key": "wake"}])
+
+    async def published() -> bool:
+        return int(await redis_client.xlen(keys.stream)) == 1
+
+    await wait_until(published, timeout=3, what="the NOTIFY-woken relay to publish")
+
+
+async def test_transient_failures_are_retried_then_dead_lettered(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    recorder = Recorder()
+    await ensure_group(redis_client, keys)
+    await redis_client.xadd(keys.stream, entry("flaky", fail=2))  # succeeds on delivery 3
+    await redis_client.xadd(keys.stream, entry("broken", fail=99))  # never succeeds
+    running(make_consumer(settings, sessionmaker, redis_client, recorder, max_deliveries=3))
+
+    async def settled() -> bool:
+        return recorder.applied["flaky"] == 1 and int(await redis_client.xlen(keys.dead)) == 1
+
+    await wait_until(settled, timeout=10, what="flaky applied and broken dead-lettered")
+    assert recorder.attempts["flaky"] == 3
+    assert recorder.attempts["broken"] == 3, "given up after exactly max_deliveries"
+    assert recorder.applied["broken"] == 0
+    [(_id, dead)] = await redis_client.xrange(keys.dead)
+    assert dead[DLQ_DELIVERIES] == b"3"
+    assert b"transient failure" in dead[DLQ_ERROR]
+    assert orjson.loads(dead[ENVELOPE_FIELD])["payload"]["key"] == "broken"
+    summary = await redis_client.xpending(keys.stream, keys.group)
+    assert summary["pending"] == 0
+
+
+async def test_malformed_entries_are_dead_lettered_and_the_consumer_goes_on(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    recorder = Recorder()
+    running(make_consumer(settings, sessionmaker, redis_client, recorder))
+    await ensure_group(redis_client, keys)
+    await redis_client.xadd(keys.stream, {b"envelope": b"{not json"})
+    await redis_client.xadd(keys.stream, {b"other": b"field"})
+    await redis_client.xadd(keys.stream, entry("bad-payload", unexpected=True))
+    unknown = Envelope(
+        id=uuid.uuid4(), type="test.unknown", occurred_at=utcnow(), version=1, payload={}
+    )
+    await redis_client.xadd(keys.stream, {ENVELOPE_FIELD: unknown.to_json()})
+    await redis_client.xadd(keys.stream, entry("good"))
+
+    async def done() -> bool:
+        return recorder.applied["good"] == 1 and int(await redis_client.xlen(keys.dead)) == 4
+
+    await wait_until(done, timeout=10, what="4 dead letters and the good event applied")
+    errors = [fields[DLQ_ERROR] for _id, fields in await redis_client.xrange(keys.dead)]
+    assert all(b"malformed" in e or b"invalid payload" in e or b"no handler" in e for e in errors)
+    assert recorder.attempts["bad-payload"] == 0 or recorder.applied["bad-payload"] == 0
+
+
+async def test_abandoned_entries_are_claimed_and_own_pending_reread(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    recorder = Recorder()
+    await ensure_group(redis_client, keys)
+    for i in range(6):
+        await redis_client.xadd(keys.stream, entry(f"e{i}"))
+    # A consumer that died after reading 3 entries, and one that will come back.
+    await redis_client.xreadgroup(keys.group, "dead-one", {keys.stream: ">"}, count=3)
+    await redis_client.xreadgroup(keys.group, "comes-back", {keys.stream: ">"}, count=3)
+    running(make_consumer(settings, sessionmaker, redis_client, recorder, name="comes-back"))
+
+    async def own_done() -> bool:
+        return all(recorder.applied[f"e{i}"] == 1 for i in range(3, 6))
+
+    await wait_until(own_done, timeout=3, what="own pending entries re-read at start")
+    assert all(recorder.applied[f"e{i}"] == 0 for i in range(3)), "claimed before idle"
+    running(make_consumer(settings, sessionmaker, redis_client, recorder, claim_idle_ms=500))
+
+    async def claimed() -> bool:
+        return all(recorder.applied[f"e{i}"] == 1 for i in range(6))
+
+    await wait_until(claimed, timeout=10, what="abandoned entries taken over")
+    assert sum(recorder.applied.values()) == 6
+
+
+async def test_consumer_and_relay_survive_redis_restarts(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    private_redis: PrivateRedis,
+    running: Callable[[Any], None],
+    redis_prefix: str,
+) -> None:
+    settings = fs_settings(redis_url=private_redis.url)
+    recorder = Recorder()
+    client = aioredis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5)
+    try:
+        running(make_relay(settings, sessionmaker, client))
+        running(make_consumer(settings, sessionmaker, client, recorder))
+        await emit_touches(sessionmaker, [{"key": "before"}])
+
+        async def first() -> bool:
+            return recorder.applied["before"] == 1
+
+        await wait_until(first, timeout=5, what="the first event")
+        private_redis.kill()
+        await emit_touches(sessionmaker, [{"key": f"during{i}"} for i in range(5)])
+        await asyncio.sleep(0.5)  # relay and consumer now fail and back off
+        assert sum(recorder.applied.values()) == 1
+        private_redis.start()  # empty: the group is recreated by whoever comes first
+
+        async def all_done() -> bool:
+            return all(recorder.applied[f"during{i}"] == 1 for i in range(5))
+
+        await wait_until(all_done, timeout=15, what="events written while Redis was down")
+        assert set(recorder.applied.values()) == {1}
+        assert await processed_count(sessionmaker) == 6
+    finally:
+        await client.aclose()
+    del redis_prefix
