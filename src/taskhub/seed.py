@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from taskhub.auth import service as users
 from taskhub.auth.schemas import SignupIn
+from taskhub.catalog import service as catalog
 from taskhub.config import Settings
 from taskhub.db import make_engine, make_sessionmaker
-from taskhub.models import Product, Project, ProjectMember, Role, StockMovement, Task, User
-from taskhub.models.product import MovementReason
+from taskhub.models import Product, Project, ProjectMember, Role, Task, User
 from taskhub.models.task import TaskPriority, TaskStatus
 from taskhub.security import hash_password
 
@@ -122,22 +122,19 @@ async def seed_demo(
                 done += n
                 progress.update(bar, advance=n)
             bar = progress.add_task("products", total=products)
+            admin_id = people["admin@example.com"].id
             async with sessionmaker() as session, session.begin():
                 for i in range(products):
                     sku = f"DEMO-{i + 1:04d}"
                     if await session.scalar(select(Product.id).where(Product.sku == sku)) is None:
-                        product = Product(
+                        await catalog.create_product(
+                            session,
                             sku=sku,
                             name=f"Demo product {i + 1}",
+                            description=None,
                             price_cents=500 + 100 * i,
                             stock=100,
-                        )
-                        session.add(product)
-                        await session.flush()
-                        session.add(
-                            StockMovement(
-                                product_id=product.id, delta=100, reason=MovementReason.INITIAL
-                            )
+                            actor_id=admin_id,
                         )
                     progress.update(bar, advance=1)
     finally:
