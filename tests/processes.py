@@ -1,0 +1,74 @@
+"""Real `taskhub` processes for tests: servers and workers started as scripts start them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.conftest import SECRET
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_env(**values: str) -> dict[str, str]:
+    """The environment of a child process: this one's, minus test switches, plus `values`."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TASKHUB_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    return {
+        **inherited,
+        # Compiled bytecode is cached out of the tree, so that processes start in ~1 s.
+        "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "taskhub-test-pycache"),
+        "PYTHONUNBUFFERED": "1",
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": SECRET,
+        **values,
+    }
+
+
+class TaskhubProcess:
+    """`python -m taskhub.cli <args>` in the background, its output kept in a log file."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.log = log
+        self._file = log.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 (our own CLI)
+            [sys.executable, "-m", "taskhub.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill9(self) -> None:
+        """SIGKILL: no cleanup at all."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM, then wait for the graceful exit; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        """Make sure the process is gone."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._file.close()
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of the log, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
