@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.factories import Actor, make_user
+from taskhub.models import Project, ProjectMember, Role, User
+from taskhub.security import hash_password
+from tests.factories import DEFAULT_PASSWORD, Actor, login_token
 
 ROLES = ("viewer", "member", "admin", "owner")
 
@@ -62,22 +65,41 @@ class Team:
 
 
 async def build_team(app: FastAPI, client: httpx.AsyncClient) -> Team:
-    """Create the users, the project and the memberships of a `Team`."""
-    owner = await make_user(app, client)
-    project_id = await make_project(client, owner)
-    others = {}
-    for role in ("admin", "member", "viewer"):
-        others[role] = await make_user(app, client)
-        await add_member(client, project_id, by=owner, user=others[role], role=role)
-    return Team(
-        project_id=project_id,
-        owner=owner,
-        admin=others["admin"],
-        member=others["member"],
-        viewer=others["viewer"],
-        outsider=await make_user(app, client),
-        site_admin=await make_user(app, client, is_superuser=True),
-    )
+    """Create the users, the project and the memberships of a `Team`.
+
+    The rows are written in one transaction (the matrix builds hundreds of teams); the
+    tokens still come from the real login endpoint.
+    """
+    who = ("owner", "admin", "member", "viewer", "outsider", "site_admin")
+    tag = uuid.uuid4().hex[:8]
+    async with app.state.sessionmaker() as session, session.begin():
+        hashed = await hash_password(DEFAULT_PASSWORD, rounds=app.state.settings.bcrypt_rounds)
+        users = {
+            name: User(
+                email=f"{name}-{tag}@example.com",
+                hashed_password=hashed,
+                full_name=name,
+                is_superuser=name == "site_admin",
+            )
+            for name in who
+        }
+        project = Project(title=f"Team {tag}")
+        session.add_all([*users.values(), project])
+        await session.flush()
+        session.add_all(
+            ProjectMember(project_id=project.id, user_id=users[role].id, role=Role(role))
+            for role in ROLES
+        )
+    actors = {
+        name: Actor(
+            id=user.id,
+            email=user.email,
+            password=DEFAULT_PASSWORD,
+            token=await login_token(client, email=user.email, password=DEFAULT_PASSWORD),
+        )
+        for name, user in users.items()
+    }
+    return Team(project_id=project.id, **actors)
 
 
 @pytest.fixture

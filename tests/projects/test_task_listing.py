@@ -1,0 +1,311 @@
+"""GET /tasks: keyset pagination under every sort, filters, search, and statement counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, insert
+
+from taskhub.models import Task
+from taskhub.pagination import encode_cursor
+from tests.projects.conftest import Team, make_project
+
+PRIORITIES = ["none", "low", "medium", "high", "urgent"]
+URGENCY = {p: i for i, p in enumerate(PRIORITIES)}
+STATUSES = ["todo", "in_progress", "done"]
+BASE = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+SORTS = ["id", "-id", "due_date", "-due_date", "priority", "-priority", "created_at", "-created_at"]
+
+
+async def insert_tasks(app: FastAPI, rows: list[dict[str, Any]]) -> None:
+    """Write many tasks in one statement (the API path is covered by the other tests)."""
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(insert(Task), rows)
+
+
+def task_rows(team: Team, count: int) -> list[dict[str, Any]]:
+    """Tasks with many ties: NULL due dates, repeated due dates, priorities and timestamps."""
+    assignees = [None, team.member.id, team.viewer.id, team.admin.id]
+    words = ["Fix LOGIN bug", "Write docs", "100% coverage", "under_score", "Deploy"]
+    rows = []
+    for i in range(count):
+        row: dict[str, Any] = {
+            "project_id": team.project_id,
+            "title": f"{words[i % len(words)]} #{i}",
+            "description": "mentions Login too" if i % 7 == 0 else None,
+            "status": STATUSES[i % 3],
+            "priority": PRIORITIES[(i * 7) % 5],
+            "assignee_id": assignees[i % 4],
+            "created_by_id": team.owner.id,
+            "due_date": None if i % 4 == 0 else BASE + timedelta(days=i % 9, hours=i % 2),
+        }
+        if i % 2:
+            # Half keep the server default; half get explicit, tied, second-aligned times.
+            row["created_at"] = BASE - timedelta(minutes=i % 11)
+        rows.append(row)
+    return rows
+
+
+async def walk(
+    client: httpx.AsyncClient, team: Team, *, limit: int, **params: Any
+) -> list[dict[str, Any]]:
+    """Follow next_cursor to the end and return every item."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        query = {"limit": limit, **params}
+        if cursor:
+            query["cursor"] = cursor
+        r = await client.get("/api/v1/tasks", params=query, headers=team.member.headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["items"]) <= limit
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("pagination did not end")
+
+
+def expected_order(tasks: list[dict[str, Any]], sort: str) -> list[int]:
+    """The order the API promises: key, then id; NULL due dates last in both directions."""
+    field, descending = sort.lstrip("-"), sort.startswith("-")
+    sign = -1 if descending else 1
+
+    def key(task: dict[str, Any]) -> tuple[Any, ...]:
+        if field == "id":
+            return (sign * task["id"],)
+        if field == "priority":
+            return (sign * URGENCY[task["priority"]], sign * task["id"])
+        value = task[field]
+        if value is None:
+            return (1, 0.0, sign * task["id"])
+        return (0, sign * datetime.fromisoformat(value).timestamp(), sign * task["id"])
+
+    return [t["id"] for t in sorted(tasks, key=key)]
+
+
+@pytest.fixture
+async def big_project(app: FastAPI, client: httpx.AsyncClient, team: Team) -> list[dict[str, Any]]:
+    """230 tasks in the team's project, plus some in a project the member cannot see."""
+    await insert_tasks(app, task_rows(team, 230))
+    hidden = await make_project(client, team.outsider, title="Hidden")
+    await insert_tasks(app, [{"project_id": hidden, "title": "Fix LOGIN elsewhere"}] * 5)
+    tasks = await walk(client, team, limit=200, sort="id")
+    assert len(tasks) == 230
+    return tasks
+
+
+@pytest.mark.parametrize("sort", SORTS)
+async def test_pagination_walks_every_sort_without_gaps_or_duplicates(
+    client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]], sort: str
+) -> None:
+    seen = await walk(client, team, limit=17, sort=sort)
+    ids = [t["id"] for t in seen]
+    assert len(ids) == len(set(ids)) == 230
+    assert ids == expected_order(big_project, sort)
+
+
+async def test_nulls_sort_last_in_both_directions(
+    client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    nulls = sum(1 for t in big_project if t["due_date"] is None)
+    assert nulls > 0
+    for sort in ("due_date", "-due_date"):
+        seen = await walk(client, team, limit=50, sort=sort)
+        assert all(t["due_date"] is None for t in seen[-nulls:])
+        assert all(t["due_date"] is not None for t in seen[:-nulls])
+
+
+async def test_priority_sorts_by_urgency(
+    client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    r = await client.get(
+        "/api/v1/tasks", params={"sort": "-priority", "limit": 200}, headers=team.member.headers
+    )
+    priorities = [t["priority"] for t in r.json()["items"]]
+    assert priorities[0] == "urgent"
+    assert priorities[-1] == "none"
+    assert priorities.index("medium") < priorities.index("low")
+
+
+@pytest.mark.parametrize(
+    ("params", "predicate"),
+    [
+        ({"status": "done"}, lambda t: t["status"] == "done"),
+        ({"priority": "high"}, lambda t: t["priority"] == "high"),
+        (
+            {"due_before": "2030-01-03T00:00:00Z"},
+            lambda t: _due(t) < datetime(2030, 1, 3, tzinfo=UTC),
+        ),
+        (
+            {"due_after": "2030-01-08T00:00:00+00:00"},
+            lambda t: t["due_date"] and _due(t) > datetime(2030, 1, 8, tzinfo=UTC),
+        ),
+        ({"q": "login"}, lambda t: "login" in f"{t['title']} {t['description']}".lower()),
+        ({"q": "%"}, lambda t: "%" in t["title"]),
+        ({"q": "_"}, lambda t: "_" in t["title"]),
+        (
+            {"status": "todo", "priority": "medium", "q": "DOCS"},
+            lambda t: (
+                t["status"] == "todo" and t["priority"] == "medium" and "docs" in t["title"].lower()
+            ),
+        ),
+    ],
+)
+async def test_filters(
+    client: httpx.AsyncClient,
+    team: Team,
+    big_project: list[dict[str, Any]],
+    params: dict[str, str],
+    predicate: Any,
+) -> None:
+    expected = [t["id"] for t in big_project if predicate(t)]
+    seen = await walk(client, team, limit=23, **params)
+    assert [t["id"] for t in seen] == expected
+    assert expected, "the filter should match something"
+    assert len(expected) < 230
+
+
+async def test_assignee_filter(
+    client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    expected = [t["id"] for t in big_project if t["assignee_id"] == team.viewer.id]
+    seen = await walk(client, team, limit=9, assignee_id=team.viewer.id, sort="-due_date")
+    assert sorted(t["id"] for t in seen) == expected
+    assert len(expected) == 230 // 4
+
+
+def _due(task: dict[str, Any]) -> datetime:
+    value = task["due_date"]
+    return datetime.fromisoformat(value) if value else datetime.max.replace(tzinfo=UTC)
+
+
+async def test_project_filter_and_visibility(
+    app: FastAPI, client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    r = await client.get("/api/v1/tasks", params={"q": "elsewhere"}, headers=team.member.headers)
+    assert r.json()["items"] == []
+    r = await client.get(
+        "/api/v1/tasks", params={"q": "elsewhere"}, headers=team.site_admin.headers
+    )
+    assert len(r.json()["items"]) == 5
+    other = r.json()["items"][0]["project_id"]
+    r = await client.get(
+        "/api/v1/tasks", params={"project_id": other}, headers=team.outsider.headers
+    )
+    assert len(r.json()["items"]) == 5
+    r = await client.get(
+        "/api/v1/tasks",
+        params={"project_id": team.project_id, "limit": 1},
+        headers=team.outsider.headers,
+    )
+    assert r.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sort": "title"},
+        {"limit": 0},
+        {"limit": 201},
+        {"project_id": 2**31},
+        {"assignee_id": 0},
+        {"status": "blocked"},
+        {"due_before": "soon"},
+        {"q": "x" * 201},
+        {"q": ""},
+    ],
+)
+async def test_bad_query_is_422(
+    client: httpx.AsyncClient, team: Team, params: dict[str, Any]
+) -> None:
+    r = await client.get("/api/v1/tasks", params=params, headers=team.member.headers)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_cursor_is_checked(
+    client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    r = await client.get(
+        "/api/v1/tasks", params={"sort": "due_date", "limit": 5}, headers=team.member.headers
+    )
+    cursor = r.json()["next_cursor"]
+    assert cursor
+    for params in (
+        {"sort": "priority", "cursor": cursor},  # a cursor of another sort
+        {"cursor": "not-a-cursor"},
+        {"cursor": encode_cursor(["id", "x", 2])},
+        {"cursor": encode_cursor(["id", 1])},
+        {"sort": "due_date", "cursor": encode_cursor(["due_date", "not-a-date", 3])},
+        {"sort": "due_date", "cursor": encode_cursor(["due_date", "0001-01-01T00:00+05:00", 3])},
+        {"sort": "priority", "cursor": encode_cursor(["priority", None, 3])},
+    ):
+        r = await client.get("/api/v1/tasks", params=params, headers=team.member.headers)
+        assert r.status_code == 400, params
+
+
+@contextmanager
+def count_statements(app: FastAPI) -> Iterator[list[str]]:
+    """Record the SQL statements this test's requests send through the app's engine.
+
+    Statements of background tasks (the embedded event dispatcher polls the outbox on the
+    same engine) are left out: only the current asyncio task's statements count.
+    """
+    statements: list[str] = []
+    me = asyncio.current_task()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            return
+        if current is me:
+            statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_task_list_is_a_constant_number_of_statements(
+    app: FastAPI, client: httpx.AsyncClient, team: Team
+) -> None:
+    counts = []
+    for batch, shown in ((3, 3), (60, 50)):
+        await insert_tasks(app, task_rows(team, batch))
+        with count_statements(app) as statements:
+            r = await client.get("/api/v1/tasks?limit=50", headers=team.member.headers)
+        assert r.status_code == 200
+        assert len(r.json()["items"]) == shown
+        counts.append(len([s for s in statements if "tasks" in s]))
+        total = len(statements)
+        assert total <= 3, statements  # the user, the page (and BEGIN on SQLite)
+    assert counts == [1, 1]
+    assert any(t["assignee_id"] for t in r.json()["items"])
+
+
+async def test_project_list_is_a_constant_number_of_statements(
+    client: httpx.AsyncClient, app: FastAPI, team: Team
+) -> None:
+    totals = []
+    for extra in (1, 12):
+        for i in range(extra):
+            await make_project(client, team.member, title=f"p{i}")
+        with count_statements(app) as statements:
+            r = await client.get("/api/v1/projects", headers=team.member.headers)
+        assert r.status_code == 200
+        totals.append(len(statements))
+    assert len(r.json()["items"]) == 1 + 1 + 12
+    assert totals[0] == totals[1] <= 3
