@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -256,3 +258,26 @@ async def test_removed_member_tasks_are_unassigned_and_logged(
         None,
         team.admin.id,
     )
+
+
+async def test_concurrent_transfers_leave_exactly_one_owner(
+    app: FastAPI, client: httpx.AsyncClient, team: Team
+) -> None:
+    targets = [team.admin, team.member, team.viewer]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/api/v1/projects/{team.project_id}/transfer-ownership",
+                json={"user_id": target.id},
+                headers=team.owner.headers,
+            )
+            for target in targets
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    # The first transfer wins; the former owner is then an admin, so the others are refused.
+    assert statuses == [200, 403, 403], [r.text for r in responses]
+    assert await owner_rows(app, team.project_id) == 1
+    roles = await roles_of(client, team)
+    assert roles[team.owner.id] == "admin"
+    assert sorted(roles.values()).count("owner") == 1

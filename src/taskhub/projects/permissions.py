@@ -132,9 +132,10 @@ async def load_project_access(
         .where(Project.id == project_id)
     )
     if for_update:
-        # Membership changes of one project are serialized on its row (no-op on SQLite,
-        # where BEGIN IMMEDIATE already serializes writers).
-        stmt = stmt.with_for_update(of=Project)
+        # Membership changes of one project are serialized on its row. The lock is taken
+        # first, so that the roles read next are the committed ones, not those of a snapshot
+        # taken before the wait. (SQLite needs none: BEGIN IMMEDIATE serializes writers.)
+        await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
     row = (await session.execute(stmt)).one_or_none()
     if row is None or (row[1] is None and not user.is_superuser):
         raise NotFound(NOT_FOUND["project"])

@@ -12,9 +12,10 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.errors import Unprocessable
+from taskhub.errors import Conflict, Unprocessable
 from taskhub.models import ProjectMember, Task, TaskActivity, TaskPriority, TaskStatus
 from taskhub.projects.permissions import (
     Access,
@@ -85,11 +86,11 @@ async def create_task(
         created_by_id=access.user.id,
     )
     session.add(task)
-    await session.flush()
+    await _flush(session)
     session.add(
         TaskActivity(task_id=task.id, actor_id=access.user.id, field=CREATED, new_value=title)
     )
-    await session.flush()
+    await _flush(session)
     await session.refresh(task)
     return task
 
@@ -133,7 +134,7 @@ async def update_task(
             )
         )
         setattr(task, field, value)
-    await session.flush()
+    await _flush(session)
     await session.refresh(task)
     return task
 
@@ -152,3 +153,11 @@ async def list_activity(
         stmt = stmt.where(TaskActivity.id > after_id)
     stmt = stmt.order_by(TaskActivity.id).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def _flush(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The project, or the assignee's account, was deleted by a concurrent request.
+        raise Conflict("The project or the assignee changed concurrently; retry") from None
