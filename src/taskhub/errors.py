@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -176,6 +176,73 @@ def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]
     return out
 
 
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+# Answers any operation may give, whatever its handler does: the edge and the error handlers
+# produce them (a body that is not JSON, an over-sized body, a database that is down).
+_COMMON_PROBLEMS: dict[str, str] = {
+    "400": "Malformed request (a body that is not valid JSON, a forged cursor)",
+    "413": "Request body over MAX_BODY_BYTES",
+    "422": "Validation failed; `errors` lists each problem",
+    "503": "A dependency (database, Redis) is unavailable; retry after `Retry-After` seconds",
+}
+
+
+def _problem_doc(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}},
+    }
+    if retry_after:
+        doc["headers"] = dict(_RETRY_AFTER)
+    return doc
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document tell the truth about errors.
+
+    Every error answer is documented as `application/problem+json` with the Problem schema
+    (FastAPI documents 422 as its own JSON shape, which this app never sends), and every
+    operation lists the answers the edge may give it: 400 and 413 where there is a body or a
+    cursor, 422 where there is input, 503 (with Retry-After) wherever the database is used.
+    """
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Problem", Problem.model_json_schema())
+    for path, item in openapi.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in {"get", "put", "post", "patch", "delete"}:
+                continue
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            params = operation.get("parameters", [])
+            has_body = "requestBody" in operation
+            has_cursor = any(p.get("name") == "cursor" for p in params)
+            wanted = set()
+            if has_body or has_cursor:
+                wanted.add("400")
+            if has_body:
+                wanted.add("413")
+            if has_body or params:
+                wanted.add("422")
+            if path != "/health":
+                wanted.add("503")
+            for code in wanted:
+                responses.setdefault(code, {"description": _COMMON_PROBLEMS[code]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    description = response.get("description") or _COMMON_PROBLEMS.get(code, "")
+                    responses[code] = _problem_doc(
+                        description, retry_after=code in ("429", "503")
+                    )
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return openapi
+
+
 def _json_safe_errors(errors: Any) -> list[dict[str, Any]]:
     safe: list[dict[str, Any]] = []
     for err in errors:
@@ -184,8 +251,29 @@ def _json_safe_errors(errors: Any) -> list[dict[str, Any]]:
     return safe
 
 
+def _is_bad_value(exc: DBAPIError) -> bool:
+    """A data exception (SQLSTATE class 22): the database refused a value the client sent.
+
+    asyncpg reports some of them (NUL in text, 22021) as a plain DBAPIError, not a DataError.
+    """
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(exc, DataError) or (isinstance(sqlstate, str) and sqlstate.startswith("22"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error, from the domain, routing, validation or the database, as a problem."""
+    """Render every error, from the domain, routing, validation or the database, as a problem.
+
+    The OpenAPI document is post-processed by `document_problems`, so that it describes
+    the same answers.
+    """
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
@@ -242,6 +330,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_error(request: Request, exc: DBAPIError) -> Response:
         if exc.connection_invalidated:
             return await _db_down(request, exc)
+        if _is_bad_value(exc):
+            return problem_response(
+                422,
+                "A value in the request cannot be stored "
+                "(for example a NUL character in text, or a number out of range)",
+                title="Unprocessable Content",
+                type_slug="validation-error",
+                instance=request.url.path,
+            )
         logger.exception("database error")
         return problem_response(
             500, "An unexpected database error occurred", instance=request.url.path
