@@ -157,6 +157,8 @@ def make_settings(**overrides: Any) -> Settings:
         "redis_url": None,
         "login_max_failures_per_client": 10_000,
         "relay_poll_seconds": 0.05,
+        # Concurrency tests queue hundreds of requests for the pool on a busy 2-core machine.
+        "db_timeout_seconds": 30,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
