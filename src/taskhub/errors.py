@@ -119,6 +119,11 @@ class ServiceUnavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+# Statuses that plain HTTPExceptions (the framework, the edge middleware) also produce: they
+# get the same `type` and `title` as the domain error of that status.
+_HTTP_STATUS_ERRORS: dict[int, type[AppError]] = {413: PayloadTooLarge}
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document, as documented in the OpenAPI schema."""
 
@@ -235,9 +240,7 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     description = response.get("description") or _COMMON_PROBLEMS.get(code, "")
-                    responses[code] = _problem_doc(
-                        description, retry_after=code in ("429", "503")
-                    )
+                    responses[code] = _problem_doc(description, retry_after=code in ("429", "503"))
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return openapi
@@ -289,9 +292,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        known = _HTTP_STATUS_ERRORS.get(exc.status_code)
         return problem_response(
             exc.status_code,
             str(exc.detail),
+            title=known.title if known else None,
+            type_slug=known.type_slug if known else None,
             headers=getattr(exc, "headers", None),
             instance=request.url.path,
         )

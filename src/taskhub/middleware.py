@@ -9,24 +9,37 @@ import re
 import time
 import uuid
 
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub.errors import problem_response
+from taskhub.errors import PayloadTooLarge, problem_response
 from taskhub.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# OWASP REST Security Cheat Sheet: an API response is never framed, sniffed, cached or
+# allowed to load anything. The docs UI loads its scripts, so it gets only `nosniff`.
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 ]
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` mid-stream (a chunked body, or one longer than it declared).
+
+    An HTTPException, because FastAPI turns any other exception raised while it reads the
+    body into a 400; this one it re-raises, and the app's handler renders it as a 413 problem.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body exceeds {limit} bytes")
 
 
 class EdgeMiddleware:
@@ -52,31 +65,6 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status_holder = [500]
 
-        too_large = _declared_length(scope) > self.max_body_bytes
-        if too_large:
-            response = problem_response(
-                413,
-                f"The request body exceeds {self.max_body_bytes} bytes",
-                type_slug="payload-too-large",
-                headers={"X-Request-ID": request_id, "Connection": "close"},
-            )
-            await response(scope, receive, send)
-            self._observe(scope, 413, started)
-            request_id_var.reset(token)
-            return
-
-        received = 0
-        limit = self.max_body_bytes
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge
-            return message
-
         response_started = False
         is_docs = path.startswith(_DOCS_PATHS)
 
@@ -91,17 +79,33 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        limit = self.max_body_bytes
+        if _declared_length(scope) > limit:
+            # Refused before a byte of the body is read.
+            try:
+                await _too_large(limit)(scope, receive, send_wrapper)
+            finally:
+                self._observe(scope, 413, started)
+                request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
+            # Read outside FastAPI's body parsing (which renders it itself): answer here.
             if not response_started:
-                response = problem_response(
-                    413,
-                    f"The request body exceeds {self.max_body_bytes} bytes",
-                    type_slug="payload-too-large",
-                    headers={"X-Request-ID": request_id, "Connection": "close"},
-                )
-                await response(scope, receive, send)
+                await _too_large(limit)(scope, receive, send_wrapper)
             status_holder[0] = 413
         finally:
             self._observe(scope, status_holder[0], started)
@@ -120,6 +124,16 @@ class EdgeMiddleware:
         # so that scanning random URLs cannot blow up the metric's cardinality.
         route = scope.get("route")
         return str(getattr(route, "path", "<unmatched>"))
+
+
+def _too_large(limit: int) -> Response:
+    return problem_response(
+        PayloadTooLarge.status,
+        f"The request body exceeds {limit} bytes",
+        title=PayloadTooLarge.title,
+        type_slug=PayloadTooLarge.type_slug,
+        headers={"Connection": "close"},
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

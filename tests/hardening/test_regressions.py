@@ -11,16 +11,9 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import make_user
+from tests.hardening.conftest import PROBLEM_JSON, assert_problem
 
-PROBLEM_JSON = "application/problem+json"
 LOGIN = "/api/v1/auth/login/access-token"
-
-
-def assert_problem(response: httpx.Response, *statuses: int) -> None:
-    """The response is one of `statuses`, rendered as RFC 9457 problem+json."""
-    assert response.status_code in statuses, (response.status_code, response.text)
-    assert response.headers["content-type"] == PROBLEM_JSON
-    assert response.json()["status"] == response.status_code
 
 
 @pytest.mark.parametrize("path", [LOGIN, "/api/v2/auth/login/access-token"])
