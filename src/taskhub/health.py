@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from taskhub.errors import problem_response
 from taskhub.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -22,7 +23,10 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
+@router.get(
+    "/ready",
+    responses={503: {"description": "A dependency is not ready; `checks` says which"}},
+)
 async def ready(request: Request) -> Response:
     """Readiness: the database answers at the head migration, and Redis answers if configured."""
     state = request.app.state
@@ -50,13 +54,22 @@ async def ready(request: Request) -> Response:
             ok = False
     else:
         checks["redis"] = "not configured (embedded events)"
-    body = {"status": "ready" if ok else "not ready", "checks": checks}
-    headers = None if ok else {"Retry-After": "5"}
+    if not ok:
+        failing = [
+            f"{name}: {state}"
+            for name, state in checks.items()
+            if state != "ok" and not str(state).startswith("not configured")
+        ]
+        return problem_response(
+            503,
+            "Not ready (" + "; ".join(failing) + ")",
+            type_slug="service-unavailable",
+            headers={"Retry-After": "5"},
+            instance=request.url.path,
+            checks=checks,
+        )
     return Response(
-        orjson.dumps(body),
-        status_code=200 if ok else 503,
-        headers=headers,
-        media_type="application/json",
+        orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json"
     )
 
 
