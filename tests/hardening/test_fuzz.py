@@ -35,7 +35,7 @@ from tests.conftest import create_pg_database, drop_pg_database, make_settings, 
 
 pytestmark = pytest.mark.pg
 
-EXAMPLES_PER_OPERATION = 10
+EXAMPLES_PER_OPERATION = 15
 PASSWORD = "Fuzz-password-123"
 # Out of reach of the ids the fuzzer tends to pick (1, 2, ...), so that an admin deleting or
 # deactivating "user 2" does not lock the fuzzing accounts out halfway through.
