@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -76,9 +77,21 @@ def create_access_token(*, user_id: int, key: str, expires_in: timedelta) -> str
 
 
 def decode_access_token(token: str, *, key: str) -> TokenClaims | None:
-    """Verify a token's signature, algorithm and times; None when it is not valid."""
+    """Verify a token's signature, algorithm and times; None when it is not valid.
+
+    The signature check of a given token string is cached (it cannot change), but the
+    expiry is checked against the clock on every call.
+    """
     if len(token) > 4096:
         return None
+    claims = _verified_claims(token, key)
+    if claims is None or claims.expires_at.timestamp() <= time.time():
+        return None
+    return claims
+
+
+@lru_cache(maxsize=8192)
+def _verified_claims(token: str, key: str) -> TokenClaims | None:
     try:
         claims = jwt.decode(
             token,
@@ -88,13 +101,9 @@ def decode_access_token(token: str, *, key: str) -> TokenClaims | None:
         )
         user_id = int(claims["sub"])
         iat = float(claims["iat"])
-    except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+        expires_at = datetime.fromtimestamp(float(claims["exp"]), UTC)
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError):
         return None
-    now = datetime.now(UTC).timestamp()
-    if iat > now + IAT_LEEWAY_SECONDS or not 0 < user_id < 2**31:
+    if iat > time.time() + IAT_LEEWAY_SECONDS or not 0 < user_id < 2**31:
         return None
-    return TokenClaims(
-        user_id=user_id,
-        jti=str(claims["jti"]),
-        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
-    )
+    return TokenClaims(user_id=user_id, jti=str(claims["jti"]), expires_at=expires_at)

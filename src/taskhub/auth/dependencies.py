@@ -6,19 +6,30 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import bindparam, select
 
-from taskhub.dependencies import SessionDep
+from taskhub.driver_reads import DriverQuery
 from taskhub.errors import Forbidden, Unauthorized
 from taskhub.models import User
 from taskhub.security import decode_access_token
 
+USER_BY_ID = DriverQuery(
+    select(
+        User.id,
+        User.email,
+        User.hashed_password,
+        User.full_name,
+        User.is_active,
+        User.is_superuser,
+        User.created_at,
+        User.updated_at,
+    ).where(User.id == bindparam("user_id"))
+)
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login/access-token", auto_error=False)
 
 
 async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
     if not token:
@@ -26,10 +37,12 @@ async def get_current_user(
     claims = decode_access_token(token, key=request.app.state.settings.signing_key())
     if claims is None:
         raise Unauthorized()
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active:
+    row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=claims.user_id)
+    if row is None or not row["is_active"]:
         raise Unauthorized()
-    return user
+    # A detached snapshot: the lookup runs on every request, so it skips the ORM (see
+    # driver_reads). Routes that change the account load it into the session themselves.
+    return User(**row)
 
 
 async def get_admin_user(user: Annotated[User, Depends(get_current_user)]) -> User:

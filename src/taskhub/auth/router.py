@@ -109,6 +109,7 @@ async def update_me(
     body: UserUpdateMeIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     """Change one's name or email; a password change needs `current_password`."""
+    user = await service.get_user(session, user_id=user.id)
     if body.password is not None:
         await service.check_current_password(
             user=user, current_password=body.current_password, rounds=settings.bcrypt_rounds

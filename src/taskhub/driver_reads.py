@@ -1,0 +1,71 @@
+"""Hot read paths run their SELECT straight on the database driver.
+
+A `DriverQuery` is an ordinary SQLAlchemy Core SELECT, written once. On PostgreSQL it is
+compiled once and executed on an asyncpg connection, so a read costs what it costs in bare
+asyncpg: no ORM, no per-call compilation, no BEGIN/COMMIT round trips.
+
+- `fetch(engine, ...)` borrows a pooled connection for the one query and gives it back: the
+  current-user lookup on every request, and public lists, use this.
+- `fetch(session, ...)` runs on the connection the request's session holds, inside its
+  transaction if one has begun (a session that only reads never begins one).
+
+On other databases (the embedded SQLite) the same statement runs through SQLAlchemy as
+usual. Only SELECTs of plain columns belong here; everything that writes goes through the
+ORM and the request's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack, cast
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
+
+Row = Mapping[str, Any]
+
+
+class DriverQuery:
+    """A SELECT that runs on the raw asyncpg connection on PostgreSQL."""
+
+    def __init__(self, statement: Select[Unpack[tuple[Any, ...]]]) -> None:
+        self.statement = statement
+        self._compiled: tuple[str, tuple[str, ...]] | None = None
+
+    async def fetch(self, source: AsyncEngine | AsyncSession, **params: Any) -> Sequence[Row]:
+        """All rows, as mappings keyed by the selected column labels."""
+        if isinstance(source, AsyncEngine):
+            return await self._fetch_pooled(source, params)
+        connection = await source.connection()
+        if connection.dialect.name != "postgresql":
+            result = await source.execute(self.statement, params)
+            return cast(Sequence[Row], result.mappings().all())
+        raw = await connection.get_raw_connection()
+        return await self._run(raw.driver_connection, connection.dialect, params)
+
+    async def fetch_one(self, source: AsyncEngine | AsyncSession, **params: Any) -> Row | None:
+        """The first row, or None."""
+        rows = await self.fetch(source, **params)
+        return rows[0] if rows else None
+
+    async def _fetch_pooled(self, engine: AsyncEngine, params: dict[str, Any]) -> Sequence[Row]:
+        if engine.dialect.name != "postgresql":
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                result = await autocommit.execute(self.statement, params)
+                return cast(Sequence[Row], result.mappings().all())
+        raw = await engine.raw_connection()
+        try:
+            return await self._run(raw.driver_connection, engine.dialect, params)
+        finally:
+            # Returning it to the pool is synchronous SQLAlchemy code that may await.
+            await greenlet_spawn(raw.close)
+
+    async def _run(self, driver: Any, dialect: Any, params: dict[str, Any]) -> Sequence[Row]:
+        if self._compiled is None:
+            compiled = self.statement.compile(dialect=dialect)
+            self._compiled = (compiled.string, tuple(compiled.positiontup or ()))
+        sql, names = self._compiled
+        records = await driver.fetch(sql, *(params[name] for name in names))
+        return cast(Sequence[Row], records)
