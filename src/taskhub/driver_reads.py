@@ -17,7 +17,7 @@ ORM and the request's transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -29,7 +29,7 @@ Row = Mapping[str, Any]
 class DriverQuery:
     """A SELECT that runs on the raw asyncpg connection on PostgreSQL."""
 
-    def __init__(self, statement: Select[Unpack[tuple[Any, ...]]]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self._compiled: tuple[str, tuple[str, ...]] | None = None
 
