@@ -28,7 +28,7 @@ run: install ## Migrate, then serve the API on $(HOST):$(PORT) (embedded shape u
 	$(UV) run --frozen taskhub serve --host $(HOST) --port $(PORT)
 
 test: install ## Run the whole test suite (both shapes; PostgreSQL/Redis tests skip if absent)
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n auto --dist loadfile
 
 lint: install ## Ruff (lint + format check) and mypy --strict
 	$(UV) run --frozen ruff check src tests bench

@@ -166,7 +166,7 @@ def make_settings(**overrides: Any) -> Settings:
 
 async def clean_tables(url: str) -> None:
     """Empty every table (see the module docstring)."""
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, connect_args={} if "postgresql" in url else {"timeout": 30})
     try:
         async with engine.begin() as conn:
             if url.startswith("postgresql"):

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     login_client_window_seconds: int = Field(default=60, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     docs_enabled: bool = True
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_timeout_seconds: float = Field(default=5.0, gt=0)
     # Events.
     event_max_deliveries: int = Field(default=5, ge=1)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, Table, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -115,3 +115,8 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (responses read them)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, for plain INSERTs on hot paths (no unit of work)."""
+    return cast(Table, model.__table__)

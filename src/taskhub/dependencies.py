@@ -14,9 +14,14 @@ MAX_ID = 2**31 - 1
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session and transaction per request: committed when the handler returns."""
+    """One session and transaction per request: committed when the handler returns.
+
+    GET and HEAD requests only read, so theirs runs without a transaction (autocommit).
+    """
     state = request.app.state
-    async with state.sessionmaker() as session:
+    reads_only = request.method in ("GET", "HEAD")
+    factory = state.read_sessionmaker if reads_only else state.sessionmaker
+    async with factory() as session:
         try:
             yield session
             await session.commit()

@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
+
+from taskhub.errors import ServiceUnavailable, Unprocessable
 
 Row = Mapping[str, Any]
 
@@ -31,7 +34,7 @@ class DriverQuery:
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
-        self._compiled: tuple[str, tuple[str, ...]] | None = None
+        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
 
     async def fetch(self, source: AsyncEngine | AsyncSession, **params: Any) -> Sequence[Row]:
         """All rows, as mappings keyed by the selected column labels."""
@@ -42,7 +45,11 @@ class DriverQuery:
             result = await source.execute(self.statement, params)
             return cast(Sequence[Row], result.mappings().all())
         raw = await connection.get_raw_connection()
-        return await self._run(raw.driver_connection, connection.dialect, params)
+        try:
+            return await self._run(raw.driver_connection, connection.dialect, params)
+        except _DriverFailure:
+            await connection.invalidate()
+            raise ServiceUnavailable("The database is unavailable; retry shortly") from None
 
     async def fetch_one(self, source: AsyncEngine | AsyncSession, **params: Any) -> Row | None:
         """The first row, or None."""
@@ -58,6 +65,10 @@ class DriverQuery:
         raw = await engine.raw_connection()
         try:
             return await self._run(raw.driver_connection, engine.dialect, params)
+        except _DriverFailure:
+            # A broken connection must not go back into the pool.
+            await greenlet_spawn(raw.invalidate)
+            raise ServiceUnavailable("The database is unavailable; retry shortly") from None
         finally:
             # Returning it to the pool is synchronous SQLAlchemy code that may await.
             await greenlet_spawn(raw.close)
@@ -65,7 +76,23 @@ class DriverQuery:
     async def _run(self, driver: Any, dialect: Any, params: dict[str, Any]) -> Sequence[Row]:
         if self._compiled is None:
             compiled = self.statement.compile(dialect=dialect)
-            self._compiled = (compiled.string, tuple(compiled.positiontup or ()))
-        sql, names = self._compiled
-        records = await driver.fetch(sql, *(params[name] for name in names))
+            names = tuple(compiled.positiontup or ())
+            self._compiled = (compiled.string, names, dict(compiled.params))
+        sql, names, defaults = self._compiled
+        args = [params[name] if name in params else defaults[name] for name in names]
+        try:
+            records = await driver.fetch(sql, *args)
+        except asyncpg.PostgresError as exc:
+            if (exc.sqlstate or "").startswith("22"):
+                # A value the database refuses (a NUL character, a number out of range).
+                raise Unprocessable(f"A value was refused by the database: {exc}") from None
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise _DriverFailure from exc
+            raise
+        except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise _DriverFailure from exc
         return cast(Sequence[Row], records)
+
+
+class _DriverFailure(Exception):
+    """The connection broke under a driver-level query."""

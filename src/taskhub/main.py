@@ -37,6 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        # GET and HEAD only read: their statements autocommit (no BEGIN/COMMIT round trips).
+        app.state.read_sessionmaker = make_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         app.state.redis = (
             Redis.from_url(
                 settings.redis_url,
@@ -69,6 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             if dispatcher_task is not None:
+                # Let it finish the event in hand: a cancelled database call could leave a
+                # connection (and, on SQLite, the write lock) behind.
+                dispatcher.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(dispatcher_task), timeout=10)
                 dispatcher_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await dispatcher_task

@@ -116,6 +116,7 @@ async def test_pay_before_reservation_is_409(app_factory, settings_factory) -> N
             assert r.json()["current_status"] == "PENDING"
         r = await client.post(f"/api/v2/orders/{oid}/cancel", headers=customer.headers)
         assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
+    del app.state.events.wake  # the class's wake again, so that shutdown is prompt
 
 
 async def test_insufficient_stock_fails_all_lines(

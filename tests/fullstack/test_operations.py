@@ -128,9 +128,7 @@ def test_dlq_commands_on_embedded_dead_outbox_rows(sqlite_database_url: str) -> 
         try:
             sessionmaker = make_sessionmaker(engine)
             async with sessionmaker() as session, session.begin():
-                rows = [await emit(session, type="test.touch", payload={}) for _ in range(2)]
-                await session.flush()
-                ids = [row.id for row in rows]
+                ids = [await emit(session, type="test.touch", payload={}) for _ in range(2)]
                 await session.execute(
                     update(OutboxEvent)
                     .where(OutboxEvent.id.in_(ids))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from taskhub.auth.dependencies import AdminUser
 from taskhub.catalog import inventory, service
@@ -36,7 +36,7 @@ async def create_product(
 
 @router.get("")
 async def list_products(
-    session: SessionDep,
+    request: Request,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     q: Annotated[str | None, Query(max_length=200, description="Search name, SKU, text")] = None,
@@ -44,13 +44,17 @@ async def list_products(
 ) -> Page[ProductOut]:
     """The catalog, by id (public)."""
     after = decode_cursor(cursor, size=1, kinds=(int,))
-    products = await service.list_products(
-        session, limit=limit, after_id=after[0] if after else None, q=q, in_stock=in_stock
+    rows = await service.list_products(
+        request.app.state.engine,
+        limit=limit,
+        after_id=after[0] if after else None,
+        q=q,
+        in_stock=in_stock,
     )
-    next_cursor = encode_cursor([products[limit - 1].id]) if len(products) > limit else None
-    return Page[ProductOut](
-        items=[ProductOut.model_validate(p) for p in products[:limit]], next_cursor=next_cursor
-    )
+    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    # The rows are typed by the database already; no second validation pass.
+    items = [ProductOut.model_construct(**dict(row)) for row in rows[:limit]]
+    return Page[ProductOut].model_construct(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))

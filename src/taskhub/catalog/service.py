@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, or_, select
+from collections.abc import Sequence
+from functools import lru_cache
+
+from sqlalchemy import String, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.catalog import inventory
 from taskhub.db import utcnow
+from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
@@ -46,20 +50,26 @@ async def get_product(session: AsyncSession, *, product_id: int) -> Product:
     return product
 
 
-async def list_products(
-    session: AsyncSession,
-    *,
-    limit: int,
-    after_id: int | None,
-    q: str | None,
-    in_stock: bool | None,
-) -> list[Product]:
-    """Live products by id, `limit + 1` of them so the caller can tell if more follow."""
-    stmt = select(Product).where(Product.deleted_at.is_(None)).order_by(Product.id).limit(limit + 1)
-    if after_id is not None:
-        stmt = stmt.where(Product.id > after_id)
-    if q:
-        pattern = f"%{_escape_like(q.lower())}%"
+PRODUCT_COLUMNS = (
+    Product.id,
+    Product.sku,
+    Product.name,
+    Product.description,
+    Product.price_cents,
+    Product.stock,
+    Product.created_at,
+    Product.updated_at,
+)
+
+
+@lru_cache(maxsize=16)
+def _list_query(*, after: bool, search: bool, in_stock: bool | None) -> DriverQuery:
+    """The catalog page query for one combination of filters, compiled once."""
+    stmt = select(*PRODUCT_COLUMNS).where(Product.deleted_at.is_(None))
+    if after:
+        stmt = stmt.where(Product.id > bindparam("after_id"))
+    if search:
+        pattern = bindparam("pattern", type_=String())
         stmt = stmt.where(
             or_(
                 Product.name.ilike(pattern, escape="\\"),
@@ -71,7 +81,25 @@ async def list_products(
         stmt = stmt.where(Product.stock > 0)
     elif in_stock is False:
         stmt = stmt.where(Product.stock == 0)
-    return list((await session.scalars(stmt)).all())
+    return DriverQuery(stmt.order_by(Product.id).limit(bindparam("limit")))
+
+
+async def list_products(
+    engine: AsyncEngine,
+    *,
+    limit: int,
+    after_id: int | None,
+    q: str | None,
+    in_stock: bool | None,
+) -> Sequence[Row]:
+    """Live products by id, `limit + 1` of them so the caller can tell if more follow."""
+    query = _list_query(after=after_id is not None, search=bool(q), in_stock=in_stock)
+    params: dict[str, object] = {"limit": limit + 1}
+    if after_id is not None:
+        params["after_id"] = after_id
+    if q:
+        params["pattern"] = f"%{_escape_like(q.lower())}%"
+    return await query.fetch(engine, **params)
 
 
 async def update_product(

@@ -46,19 +46,27 @@ class EmbeddedDispatcher:
         self._max_attempts = max_attempts
         self._batch = batch_size
         self._next_jobs = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the event in hand, then return from `run` (no transaction is cut off)."""
+        self._stopping = True
+        self._signal.wake()
 
     async def run(self) -> None:
-        """Loop until cancelled."""
-        while True:
+        """Loop until `stop()` (or cancellation)."""
+        while not self._stopping:
             try:
                 handled = await self.drain_once()
+                if self._stopping:
+                    return
                 await self.run_jobs_if_due()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database may be briefly down; keep the loop alive
                 logger.exception("embedded dispatch failed; retrying")
                 handled = 0
-            if handled == 0:
+            if handled == 0 and not self._stopping:
                 await self._signal.wait(self._poll)
 
     async def drain_once(self) -> int:
@@ -74,6 +82,8 @@ class EmbeddedDispatcher:
             ).all()
         settled = 0
         for row in rows:
+            if self._stopping:
+                break
             try:
                 await apply_event(self._sessionmaker, self._registry, to_envelope(row))
             except MalformedEvent as exc:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.db import utcnow
+from taskhub.db import table_of, utcnow
 from taskhub.messaging.envelope import Envelope, envelope_of
 from taskhub.models import OutboxEvent
 from taskhub.observability import request_id_var
@@ -17,25 +17,32 @@ from taskhub.observability import request_id_var
 async def emit(
     session: AsyncSession,
     *,
-    type: str,
+    type: str,  # noqa: A002
     payload: dict[str, Any],
-    version: int = 1,  # noqa: A002
-) -> OutboxEvent:
-    """Record an event; it is published only if the surrounding transaction commits."""
-    event = OutboxEvent(
-        event_id=str(uuid.uuid4()),
-        type=type,
-        version=version,
-        payload=payload,
-        request_id=request_id_var.get(),
-        occurred_at=utcnow(),
-        attempts=0,
+    version: int = 1,
+) -> int:
+    """Record an event; it is published only if the surrounding transaction commits.
+
+    Returns the outbox row id. A plain INSERT (no unit of work): it is on the order path.
+    """
+    outbox = table_of(OutboxEvent)
+    event_id = await session.scalar(
+        insert(outbox)
+        .values(
+            event_id=str(uuid.uuid4()),
+            type=type,
+            version=version,
+            payload=payload,
+            request_id=request_id_var.get(),
+            occurred_at=utcnow(),
+            attempts=0,
+        )
+        .returning(outbox.c.id)
     )
-    session.add(event)
     # The edge wakes the in-process dispatcher after commit (embedded shape); on PostgreSQL
     # a trigger on the outbox table NOTIFYs the relays.
     session.info["outbox_written"] = True
-    return event
+    return int(cast(int, event_id))
 
 
 def to_envelope(row: OutboxEvent) -> Envelope:

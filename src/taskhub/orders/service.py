@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.catalog import inventory
-from taskhub.db import utcnow
+from taskhub.db import table_of, utcnow
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
@@ -70,27 +70,44 @@ async def create_order(
     total = sum(prices[pid] * qty for pid, qty in merged.items())
     if total > MAX_TOTAL_CENTS:
         raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
-    order = (
-        await session.scalars(
-            insert(Order)
+    # Plain INSERTs, not the unit of work: this is the hottest write path.
+    orders, order_items = table_of(Order), table_of(OrderItem)
+    created = (
+        await session.execute(
+            insert(orders)
             .values(user_id=user.id, status=OrderStatus.PENDING, total_cents=total)
-            .returning(Order)
+            .returning(orders.c.id, orders.c.created_at, orders.c.updated_at)
         )
     ).one()
-    items = (
-        await session.scalars(
-            insert(OrderItem).returning(OrderItem),
-            [
-                {
-                    "order_id": order.id,
-                    "product_id": pid,
-                    "quantity": qty,
-                    "unit_price_cents": prices[pid],
-                }
-                for pid, qty in sorted(merged.items())
-            ],
-        )
-    ).all()
+    order = Order(
+        id=created.id,
+        user_id=user.id,
+        status=OrderStatus.PENDING,
+        status_reason=None,
+        total_cents=total,
+        created_at=created.created_at,
+        updated_at=created.updated_at,
+        reserved_at=None,
+        confirmed_at=None,
+        paid_at=None,
+        cancelled_at=None,
+    )
+    items = [
+        OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
+        for pid, qty in sorted(merged.items())
+    ]
+    await session.execute(
+        insert(order_items),
+        [
+            {
+                "order_id": i.order_id,
+                "product_id": i.product_id,
+                "quantity": i.quantity,
+                "unit_price_cents": i.unit_price_cents,
+            }
+            for i in items
+        ],
+    )
     await emit(session, type=ORDER_CREATED, payload={"order_id": order.id})
     return OrderWithItems(order=order, items=items)
 
