@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Select
+from sqlalchemy import ClauseElement
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util import greenlet_spawn
 
@@ -30,10 +30,11 @@ Row = Mapping[str, Any]
 
 
 class DriverQuery:
-    """A SELECT that runs on the raw asyncpg connection on PostgreSQL."""
+    """A Core statement that runs on the raw asyncpg connection on PostgreSQL."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
-        self.statement = statement
+    def __init__(self, statement: ClauseElement) -> None:
+        # Typed loosely: SQLAlchemy's overloads do not cover 'any statement'.
+        self.statement: Any = statement
         self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
 
     async def fetch(self, source: AsyncEngine | AsyncSession, **params: Any) -> Sequence[Row]:
@@ -50,6 +51,41 @@ class DriverQuery:
         except _DriverFailure:
             await connection.invalidate()
             raise ServiceUnavailable("The database is unavailable; retry shortly") from None
+
+    async def run(self, session: AsyncSession, **params: Any) -> Sequence[Row]:
+        """Run the statement (also an INSERT or UPDATE) inside the session's transaction.
+
+        On PostgreSQL the first statement of a transaction goes through SQLAlchemy, which
+        opens it; once it is open, statements go straight to the driver, on the same
+        connection and in the same transaction. Returns the RETURNING rows, if any.
+        """
+        connection = await session.connection()
+        if connection.dialect.name == "postgresql":
+            raw = await connection.get_raw_connection()
+            in_tx: Any = raw.driver_connection
+            if in_tx.is_in_transaction():
+                try:
+                    return await self._run(in_tx, connection.dialect, params)
+                except _DriverFailure:
+                    await connection.invalidate()
+                    raise ServiceUnavailable("The database is unavailable; retry shortly") from None
+        result: Any = await session.execute(self.statement, params)
+        if not result.returns_rows:
+            return []
+        return cast(Sequence[Row], result.mappings().all())
+
+    async def run_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per parameter set (executemany), in the transaction."""
+        connection = await session.connection()
+        if connection.dialect.name == "postgresql":
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if driver.is_in_transaction():
+                sql, names, defaults = self._compile(connection.dialect)
+                args = [[r[n] if n in r else defaults[n] for n in names] for r in rows]
+                await driver.executemany(sql, args)
+                return
+        await session.execute(self.statement, list(rows))
 
     async def fetch_one(self, source: AsyncEngine | AsyncSession, **params: Any) -> Row | None:
         """The first row, or None."""
@@ -73,12 +109,15 @@ class DriverQuery:
             # Returning it to the pool is synchronous SQLAlchemy code that may await.
             await greenlet_spawn(raw.close)
 
-    async def _run(self, driver: Any, dialect: Any, params: dict[str, Any]) -> Sequence[Row]:
+    def _compile(self, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         if self._compiled is None:
             compiled = self.statement.compile(dialect=dialect)
             names = tuple(compiled.positiontup or ())
             self._compiled = (compiled.string, names, dict(compiled.params))
-        sql, names, defaults = self._compiled
+        return self._compiled
+
+    async def _run(self, driver: Any, dialect: Any, params: dict[str, Any]) -> Sequence[Row]:
+        sql, names, defaults = self._compile(dialect)
         args = [params[name] if name in params else defaults[name] for name in names]
         try:
             records = await driver.fetch(sql, *args)

@@ -98,9 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health_router)
-    app.include_router(v1_router, prefix="/api/v1")
     app.include_router(v2_router, prefix="/api/v2")
+    app.include_router(v1_router, prefix="/api/v1")
+    app.include_router(health_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from fastapi import Query
+from fastapi import Query, Response
 from pydantic import BaseModel
 
 from taskhub.errors import BadRequest
@@ -27,6 +28,20 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+def page_response(items: Sequence[Mapping[str, Any]], next_cursor: str | None) -> Response:
+    """A `Page` serialized straight from database rows (hot list endpoints).
+
+    The rows are already typed by the database, so validating them again through pydantic
+    only costs time; the route still declares `response_model=Page[...]` for the schema.
+    Timestamps come out as pydantic writes them: ISO 8601 with a `Z` offset.
+    """
+    body = orjson.dumps(
+        {"items": [dict(row) for row in items], "next_cursor": next_cursor},
+        option=orjson.OPT_UTC_Z,
+    )
+    return Response(body, media_type="application/json")
 
 
 def encode_cursor(values: list[Any]) -> str:

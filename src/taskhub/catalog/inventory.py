@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhub.db import table_of
+from taskhub.driver_reads import DriverQuery
 from taskhub.errors import InsufficientStock, NotFound
 from taskhub.models import MovementReason, Product, Reservation, ReservationState, StockMovement
 
@@ -79,41 +81,62 @@ async def prices_of(session: AsyncSession, *, product_ids: Sequence[int]) -> dic
     return {int(pid): int(price) for pid, price in rows.all()}
 
 
+_products, _reservations, _movements = (
+    table_of(Product),
+    table_of(Reservation),
+    table_of(StockMovement),
+)
+# The reservation path runs once per order in the workers: plain statements, compiled once
+# and sent straight to the driver (driver_reads).
+TAKE_STOCK = DriverQuery(
+    update(_products)
+    .where(
+        _products.c.id == bindparam("product_id"),
+        _products.c.stock >= bindparam("quantity"),
+        _products.c.deleted_at.is_(None),
+    )
+    .values(stock=_products.c.stock - bindparam("quantity"))
+    .returning(_products.c.id)
+)
+HOLD = DriverQuery(
+    insert(_reservations).values(
+        order_id=bindparam("order_id"),
+        product_id=bindparam("product_id"),
+        quantity=bindparam("quantity"),
+        state=ReservationState.HELD.value,
+    )
+)
+RECORD_MOVEMENT = DriverQuery(
+    insert(_movements).values(
+        product_id=bindparam("product_id"),
+        delta=bindparam("delta"),
+        reason=bindparam("reason"),
+        order_id=bindparam("order_id"),
+        actor_id=bindparam("actor_id"),
+    )
+)
+
+
 async def reserve(
     session: AsyncSession, *, order_id: int, lines: Sequence[tuple[int, int]]
 ) -> int | None:
     """Hold stock for every line, or for none.
 
     Returns None on success, or the id of the first product short of stock, in which case
-    nothing was changed (the savepoint is rolled back).
+    nothing was changed. Several lines are taken inside a savepoint, so a short line rolls
+    back the ones before it; a single line needs none.
     """
     ordered = sorted(lines)
-    savepoint = await session.begin_nested()
+    savepoint = await session.begin_nested() if len(ordered) > 1 else None
     for product_id, quantity in ordered:
-        result = await session.execute(
-            update(Product)
-            .where(
-                Product.id == product_id,
-                Product.stock >= quantity,
-                Product.deleted_at.is_(None),
-            )
-            .values(stock=Product.stock - quantity)
-            .returning(Product.id)
-        )
-        if result.scalar_one_or_none() is None:
-            await savepoint.rollback()
+        taken = await TAKE_STOCK.run(session, product_id=product_id, quantity=quantity)
+        if not taken:
+            if savepoint is not None:
+                await savepoint.rollback()
             return product_id
-    await session.execute(
-        insert(Reservation),
-        [
-            {
-                "order_id": order_id,
-                "product_id": product_id,
-                "quantity": quantity,
-                "state": ReservationState.HELD,
-            }
-            for product_id, quantity in ordered
-        ],
+    await HOLD.run_many(
+        session,
+        [{"order_id": order_id, "product_id": pid, "quantity": qty} for pid, qty in ordered],
     )
     await _ledger(
         session,
@@ -122,7 +145,8 @@ async def reserve(
         order_id=order_id,
         actor_id=None,
     )
-    await savepoint.commit()
+    if savepoint is not None:
+        await savepoint.commit()
     return None
 
 
@@ -167,13 +191,13 @@ async def _ledger(
     order_id: int | None,
     actor_id: int | None,
 ) -> None:
-    await session.execute(
-        insert(StockMovement),
+    await RECORD_MOVEMENT.run_many(
+        session,
         [
             {
                 "product_id": pid,
                 "delta": delta,
-                "reason": reason,
+                "reason": reason.value,
                 "order_id": order_id,
                 "actor_id": actor_id,
             }

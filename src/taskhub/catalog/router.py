@@ -18,7 +18,14 @@ from taskhub.errors import (
     Unauthorized,
     problem_responses,
 )
-from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_response,
+)
 
 router = APIRouter(prefix="/products", tags=["products"])
 ADMIN_ERRORS = (Unauthorized, Forbidden)
@@ -34,14 +41,14 @@ async def create_product(
     return ProductOut.model_validate(product)
 
 
-@router.get("")
+@router.get("", response_model=Page[ProductOut])
 async def list_products(
     request: Request,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     q: Annotated[str | None, Query(max_length=200, description="Search name, SKU, text")] = None,
     in_stock: Annotated[bool | None, Query(description="Only (un)available products")] = None,
-) -> Page[ProductOut]:
+) -> Response:
     """The catalog, by id (public)."""
     after = decode_cursor(cursor, size=1, kinds=(int,))
     rows = await service.list_products(
@@ -52,9 +59,7 @@ async def list_products(
         in_stock=in_stock,
     )
     next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
-    # The rows are typed by the database already; no second validation pass.
-    items = [ProductOut.model_construct(**dict(row)) for row in rows[:limit]]
-    return Page[ProductOut].model_construct(items=items, next_cursor=next_cursor)
+    return page_response(rows[:limit], next_cursor)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.catalog import inventory
-from taskhub.db import utcnow
+from taskhub.db import table_of, utcnow
+from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import Order, OrderItem, OrderStatus
@@ -23,38 +24,52 @@ from taskhub.orders.service import expire_reservations
 logger = logging.getLogger("taskhub.orders")
 
 
+_orders, _order_items = table_of(Order), table_of(OrderItem)
+# Once per order, in the workers: compiled once, sent straight to the driver (driver_reads).
+CLAIM_PENDING = DriverQuery(
+    update(_orders)
+    .where(_orders.c.id == bindparam("order_id"), _orders.c.status == OrderStatus.PENDING.value)
+    .values(
+        status=OrderStatus.RESERVED.value,
+        reserved_at=bindparam("reserved"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_orders.c.id)
+)
+ORDER_LINES = DriverQuery(
+    select(_order_items.c.product_id, _order_items.c.quantity).where(
+        _order_items.c.order_id == bindparam("order_id")
+    )
+)
+MARK_FAILED = DriverQuery(
+    update(_orders)
+    .where(_orders.c.id == bindparam("order_id"))
+    .values(
+        status=OrderStatus.FAILED.value,
+        status_reason=bindparam("reason"),
+        reserved_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
 async def reserve_stock(session: AsyncSession, envelope: Envelope) -> None:
     """order.created: hold stock for every line (RESERVED), or for none (FAILED)."""
     order_id = OrderEventPayload.model_validate(envelope.payload).order_id
+    now = utcnow()
     # Taking PENDING → RESERVED first locks the order row: a racing cancel waits for us.
-    claimed = await session.scalar(
-        update(Order)
-        .where(Order.id == order_id, Order.status == OrderStatus.PENDING)
-        .values(status=OrderStatus.RESERVED, reserved_at=utcnow(), updated_at=func.now())
-        .returning(Order.id)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed is None:
+    claimed = await CLAIM_PENDING.run(session, order_id=order_id, reserved=now, now=now)
+    if not claimed:
         return  # cancelled before we got to it, or already handled
-    lines = (
-        await session.execute(
-            select(OrderItem.product_id, OrderItem.quantity).where(OrderItem.order_id == order_id)
-        )
-    ).all()
+    lines = await ORDER_LINES.run(session, order_id=order_id)
     short = await inventory.reserve(
-        session, order_id=order_id, lines=[(int(p), int(q)) for p, q in lines]
+        session,
+        order_id=order_id,
+        lines=[(int(row["product_id"]), int(row["quantity"])) for row in lines],
     )
     if short is not None:
-        await session.execute(
-            update(Order)
-            .where(Order.id == order_id)
-            .values(
-                status=OrderStatus.FAILED,
-                status_reason=f"insufficient stock for product {short}",
-                reserved_at=None,
-                updated_at=func.now(),
-            )
-            .execution_options(synchronize_session=False)
+        await MARK_FAILED.run(
+            session, order_id=order_id, reason=f"insufficient stock for product {short}", now=now
         )
 
 
