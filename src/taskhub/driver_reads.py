@@ -35,7 +35,7 @@ class DriverQuery:
     def __init__(self, statement: ClauseElement) -> None:
         # Typed loosely: SQLAlchemy's overloads do not cover 'any statement'.
         self.statement: Any = statement
-        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        self._compiled: _Compiled | None = None
 
     async def fetch(self, source: AsyncEngine | AsyncSession, **params: Any) -> Sequence[Row]:
         """All rows, as mappings keyed by the selected column labels."""
@@ -81,9 +81,8 @@ class DriverQuery:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
             if driver.is_in_transaction():
-                sql, names, defaults = self._compile(connection.dialect)
-                args = [[r[n] if n in r else defaults[n] for n in names] for r in rows]
-                await driver.executemany(sql, args)
+                compiled = self._compile(connection.dialect)
+                await driver.executemany(compiled.sql, [compiled.args(r) for r in rows])
                 return
         await session.execute(self.statement, list(rows))
 
@@ -109,16 +108,14 @@ class DriverQuery:
             # Returning it to the pool is synchronous SQLAlchemy code that may await.
             await greenlet_spawn(raw.close)
 
-    def _compile(self, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _compile(self, dialect: Any) -> _Compiled:
         if self._compiled is None:
-            compiled = self.statement.compile(dialect=dialect)
-            names = tuple(compiled.positiontup or ())
-            self._compiled = (compiled.string, names, dict(compiled.params))
+            self._compiled = _Compiled(self.statement.compile(dialect=dialect))
         return self._compiled
 
     async def _run(self, driver: Any, dialect: Any, params: dict[str, Any]) -> Sequence[Row]:
-        sql, names, defaults = self._compile(dialect)
-        args = [params[name] if name in params else defaults[name] for name in names]
+        compiled = self._compile(dialect)
+        sql, args = compiled.sql, compiled.args(params)
         try:
             records = await driver.fetch(sql, *args)
         except asyncpg.PostgresError as exc:
@@ -131,6 +128,26 @@ class DriverQuery:
         except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise _DriverFailure from exc
         return cast(Sequence[Row], records)
+
+
+class _Compiled:
+    """SQL text, positional parameter names, literal defaults and bind processors."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self.defaults: dict[str, Any] = dict(compiled.params)
+        # The same conversions SQLAlchemy applies (JSON to text, timestamps to UTC, ...).
+        self.processors: dict[str, Any] = dict(compiled._bind_processors)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """Positional arguments for the driver, in the statement's order."""
+        out = []
+        for name in self.names:
+            value = params[name] if name in params else self.defaults[name]
+            processor = self.processors.get(name)
+            out.append(processor(value) if processor is not None and value is not None else value)
+        return out
 
 
 class _DriverFailure(Exception):

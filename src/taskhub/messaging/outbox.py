@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import JSON, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.db import table_of, utcnow
+from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.envelope import Envelope, envelope_of
 from taskhub.models import OutboxEvent
 from taskhub.observability import request_id_var
+
+INSERT_EVENT = DriverQuery(
+    insert(table_of(OutboxEvent))
+    .values(
+        event_id=bindparam("event_id"),
+        type=bindparam("type"),
+        version=bindparam("version"),
+        payload=bindparam("payload", type_=JSON()),
+        request_id=bindparam("request_id"),
+        occurred_at=bindparam("occurred_at", type_=UTCDateTime()),
+        attempts=0,
+    )
+    .returning(table_of(OutboxEvent).c.id)
+)
 
 
 async def emit(
@@ -23,26 +38,22 @@ async def emit(
 ) -> int:
     """Record an event; it is published only if the surrounding transaction commits.
 
-    Returns the outbox row id. A plain INSERT (no unit of work): it is on the order path.
+    Returns the outbox row id. A plain INSERT, sent straight to the driver: it is on the
+    order path.
     """
-    outbox = table_of(OutboxEvent)
-    event_id = await session.scalar(
-        insert(outbox)
-        .values(
-            event_id=str(uuid.uuid4()),
-            type=type,
-            version=version,
-            payload=payload,
-            request_id=request_id_var.get(),
-            occurred_at=utcnow(),
-            attempts=0,
-        )
-        .returning(outbox.c.id)
+    rows = await INSERT_EVENT.run(
+        session,
+        event_id=str(uuid.uuid4()),
+        type=type,
+        version=version,
+        payload=payload,
+        request_id=request_id_var.get(),
+        occurred_at=utcnow(),
     )
     # The edge wakes the in-process dispatcher after commit (embedded shape); on PostgreSQL
     # a trigger on the outbox table NOTIFYs the relays.
     session.info["outbox_written"] = True
-    return int(cast(int, event_id))
+    return int(rows[0]["id"])
 
 
 def to_envelope(row: OutboxEvent) -> Envelope:

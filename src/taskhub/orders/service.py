@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.catalog import inventory
 from taskhub.db import table_of, utcnow
+from taskhub.driver_reads import DriverQuery
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
@@ -24,6 +25,26 @@ from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 
 MAX_TOTAL_CENTS = 2**31 - 1
+_orders, _order_items = table_of(Order), table_of(OrderItem)
+# The hottest write path: plain INSERTs compiled once, sent straight to the driver once the
+# transaction is open (driver_reads).
+INSERT_ORDER = DriverQuery(
+    insert(_orders)
+    .values(
+        user_id=bindparam("user_id"),
+        status=OrderStatus.PENDING.value,
+        total_cents=bindparam("total_cents"),
+    )
+    .returning(_orders.c.id, _orders.c.created_at, _orders.c.updated_at)
+)
+INSERT_ITEM = DriverQuery(
+    insert(_order_items).values(
+        order_id=bindparam("order_id"),
+        product_id=bindparam("product_id"),
+        quantity=bindparam("quantity"),
+        unit_price_cents=bindparam("unit_price_cents"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +91,15 @@ async def create_order(
     total = sum(prices[pid] * qty for pid, qty in merged.items())
     if total > MAX_TOTAL_CENTS:
         raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
-    # Plain INSERTs, not the unit of work: this is the hottest write path.
-    orders, order_items = table_of(Order), table_of(OrderItem)
-    created = (
-        await session.execute(
-            insert(orders)
-            .values(user_id=user.id, status=OrderStatus.PENDING, total_cents=total)
-            .returning(orders.c.id, orders.c.created_at, orders.c.updated_at)
-        )
-    ).one()
+    created = (await INSERT_ORDER.run(session, user_id=user.id, total_cents=total))[0]
     order = Order(
-        id=created.id,
+        id=created["id"],
         user_id=user.id,
         status=OrderStatus.PENDING,
         status_reason=None,
         total_cents=total,
-        created_at=created.created_at,
-        updated_at=created.updated_at,
+        created_at=created["created_at"],
+        updated_at=created["updated_at"],
         reserved_at=None,
         confirmed_at=None,
         paid_at=None,
@@ -96,8 +109,8 @@ async def create_order(
         OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
         for pid, qty in sorted(merged.items())
     ]
-    await session.execute(
-        insert(order_items),
+    await INSERT_ITEM.run_many(
+        session,
         [
             {
                 "order_id": i.order_id,
