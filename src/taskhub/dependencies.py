@@ -32,8 +32,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         state.events.wake()
 
 
-def get_settings_dep(request: Request) -> Settings:
-    """The settings the app was built with."""
+async def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with (async: a sync dependency would cost a thread hop)."""
     settings: Settings = request.app.state.settings
     return settings
 
