@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -31,20 +28,13 @@ from taskhub.main import create_app
 from taskhub.migrate import upgrade
 from taskhub.models import Order, OrderStatus
 from tests.conftest import (
-    SECRET,
     clean_tables,
     create_pg_database,
     drop_pg_database,
     make_settings,
     pg_url,
 )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import TaskhubProcess, free_port, process_env
 
 
 async def wait_until(
@@ -187,40 +177,7 @@ def _has_redis_server() -> bool:
     return any((Path(p) / "redis-server").exists() for p in os.environ["PATH"].split(os.pathsep))
 
 
-class WorkerProcess:
-    """A real `taskhub worker` subprocess."""
-
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.log = log
-        self._file = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "taskhub.cli", "worker"],
-            env=env,
-            cwd=cwd,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill9(self) -> None:
-        """SIGKILL: no cleanup at all."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 20) -> int:
-        """SIGTERM, then wait for the graceful exit; returns the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def close(self) -> None:
-        """Make sure the process is gone."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._file.close()
-
-    def tail(self, lines: int = 30) -> str:
-        """The end of the worker's log, for failure messages."""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+WorkerProcess = TaskhubProcess  # a `taskhub worker` subprocess
 
 
 @pytest.fixture
@@ -229,17 +186,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(settings: Settings, **extra_env: str) -> WorkerProcess:
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("TASKHUB_") and k != "PYTHONDONTWRITEBYTECODE"
-        }
-        env = {
-            **inherited,
-            # Compiled bytecode is cached out of the tree, so that workers start in ~1 s.
-            "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "taskhub-test-pycache"),
-            "ENVIRONMENT": "test",
-            "SECRET_KEY": SECRET,
+        values = {
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url or "",
             "REDIS_PREFIX": settings.redis_prefix,
@@ -248,10 +195,11 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             "RELAY_POLL_SECONDS": "0.2",
             "EXPIRY_SWEEP_SECONDS": "1",
             "WORKER_CONCURRENCY": str(settings.worker_concurrency),
-            "PYTHONUNBUFFERED": "1",
-            **extra_env,
         }
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", tmp_path)
+        env = process_env(**{**values, **extra_env})
+        worker = WorkerProcess(
+            ["worker"], env=env, log=tmp_path / f"worker-{len(started)}.log", cwd=tmp_path
+        )
         started.append(worker)
         return worker
 

@@ -344,7 +344,12 @@ async def test_randomized_workload_with_crashes_keeps_the_invariants(
         while time.monotonic() < deadline - 1:
             await asyncio.sleep(rng.uniform(1.5, 3))
             victim = running.pop(rng.randrange(len(running)))
-            victim.kill9()
+            if rng.random() < 0.5:
+                victim.kill9()
+            else:
+                # SIGTERM: finish and ack what is in flight, then exit cleanly.
+                code = await asyncio.to_thread(victim.terminate)
+                assert code == 0, victim.tail()
             fresh = workers(stack.settings)
             running.append(fresh)
             all_workers.append(fresh)
