@@ -207,7 +207,9 @@ async def list_tasks(
     if key is not None:
         order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
     order.append(Task.id.desc() if sort.descending else Task.id.asc())
-    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
+    # A Core execution on the session's connection: the ORM result layer adds nothing here.
+    connection = await session.connection()
+    rows = (await connection.execute(stmt.order_by(*order).limit(limit + 1))).all()
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]

@@ -17,7 +17,14 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.models import TaskPriority, TaskStatus
-from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_response,
+)
 from taskhub.projects import tasks as service
 from taskhub.projects.permissions import (
     Permission,
@@ -68,7 +75,7 @@ async def create_task(
     return TaskOut.model_validate(task)
 
 
-@router.get("", responses=problem_responses(BadRequest, Unauthorized))
+@router.get("", response_model=Page[TaskOut], responses=problem_responses(BadRequest, Unauthorized))
 async def search_tasks(
     user: CurrentUser,
     session: SessionDep,
@@ -84,7 +91,7 @@ async def search_tasks(
     sort: TaskSort = TaskSort.ID,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
-) -> Page[TaskOut]:
+) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
     filters = TaskFilters(
         project_id=project_id,
@@ -98,7 +105,8 @@ async def search_tasks(
     items, next_cursor = await list_tasks(
         session, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor
     )
-    return Page[TaskOut].model_validate({"items": items, "next_cursor": next_cursor})
+    # The rows are typed by the database already: serialized straight, not validated again.
+    return page_response(items, next_cursor)
 
 
 @router.get("/{task_id}", responses=problem_responses(Unauthorized, NotFound))
