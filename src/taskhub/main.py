@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from taskhub import __version__
@@ -23,7 +22,7 @@ from taskhub.messaging.embedded import EmbeddedDispatcher
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import all_partitions
-from taskhub.middleware import EdgeMiddleware
+from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
 
 
@@ -103,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

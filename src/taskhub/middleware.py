@@ -1,4 +1,4 @@
-"""One pure-ASGI middleware for what every request needs, kept off the hot path's allocations.
+"""Edge middleware: one pure-ASGI layer for what every request needs, and CORS.
 
 Request id, trailing-slash tolerance, the body size limit, security headers and HTTP metrics.
 """
@@ -9,7 +9,9 @@ import re
 import time
 import uuid
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -152,3 +154,15 @@ def _declared_length(scope: Scope) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with its refused preflight answered as problem+json like every error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """The preflight answer; a refusal (400) becomes a problem document."""
+        response = super().preflight_response(request_headers)
+        if response.status_code >= 400:
+            detail = bytes(response.body).decode(errors="replace") or "CORS preflight refused"
+            return problem_response(response.status_code, detail, type_slug="cors-refused")
+        return response

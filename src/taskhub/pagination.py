@@ -49,14 +49,19 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def decode_cursor(cursor: str | None, *, size: int, kinds: tuple[type, ...]) -> list[Any] | None:
     """Unpack a cursor made by `encode_cursor`; a forged or stale one is a 400."""
     if cursor is None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        # Strict: characters outside the alphabet are an error, not silently skipped.
+        standard = padded.translate(_FROM_URLSAFE).encode("ascii")
+        values = orjson.loads(binascii.a2b_base64(standard, strict_mode=True))
+    except (binascii.Error, ValueError, UnicodeEncodeError, orjson.JSONDecodeError):
         raise BadRequest("The cursor is not valid; start again without one") from None
     if not isinstance(values, list) or len(values) != size:
         raise BadRequest("The cursor is not valid; start again without one")

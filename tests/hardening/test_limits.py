@@ -295,6 +295,7 @@ async def test_cors_echoes_only_configured_origins(
             assert "access-control-allow-origin" not in r.headers, evil
             r = await client.options("/api/v2/orders", headers={"Origin": evil, **preflight})
             assert r.status_code == 400
+            assert r.headers["content-type"] == "application/problem+json"
             assert "access-control-allow-origin" not in r.headers, evil
 
 

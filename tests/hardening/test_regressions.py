@@ -95,3 +95,17 @@ async def test_empty_cursor_is_a_documented_400(app: FastAPI, client: httpx.Asyn
     for path in ["/api/v2/products", "/api/v2/orders", "/api/v1/projects", "/api/v1/tasks"]:
         r = await client.get(path, params={"cursor": ""}, headers=user.headers)
         assert_problem(r, 400)
+
+
+async def test_cursor_with_junk_appended_is_rejected(client: httpx.AsyncClient) -> None:
+    """A valid cursor with characters outside base64url added used to decode anyway."""
+    page = (await client.get("/api/v2/products?limit=1")).json()
+    assert page["next_cursor"] is None  # no products: make one cursor by hand
+    from taskhub.pagination import encode_cursor
+
+    good = encode_cursor([1])
+    assert (await client.get(f"/api/v2/products?cursor={good}")).status_code == 200
+    for bad in (good + "!!", good + "*", "é" + good):
+        r = await client.get("/api/v2/products", params={"cursor": bad})
+        assert r.status_code == 400, bad
+        assert r.headers["content-type"] == "application/problem+json"
