@@ -344,7 +344,10 @@ async def test_randomized_workload_with_crashes_keeps_the_invariants(
         while time.monotonic() < deadline - 1:
             await asyncio.sleep(rng.uniform(1.5, 3))
             victim = running.pop(rng.randrange(len(running)))
-            if rng.random() < 0.5:
+            # SIGTERM only once the worker has installed its handlers (it logs "started"):
+            # earlier, the default action kills it, which is just another crash.
+            ready = ": started" in victim.log.read_text(errors="replace")
+            if rng.random() < 0.5 or not ready:
                 victim.kill9()
             else:
                 # SIGTERM: finish and ack what is in flight, then exit cleanly.
