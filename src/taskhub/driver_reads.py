@@ -1,17 +1,20 @@
-"""Hot read paths run their SELECT straight on the database driver.
+"""Hot paths run their SQL straight on the database driver.
 
-A `DriverQuery` is an ordinary SQLAlchemy Core SELECT, written once. On PostgreSQL it is
-compiled once and executed on an asyncpg connection, so a read costs what it costs in bare
-asyncpg: no ORM, no per-call compilation, no BEGIN/COMMIT round trips.
+A `DriverQuery` is an ordinary SQLAlchemy Core statement, written once. On PostgreSQL it is
+compiled once and executed on an asyncpg connection, so it costs what it costs in bare
+asyncpg: no ORM, no per-call compilation, no extra round trips.
 
-- `fetch(engine, ...)` borrows a pooled connection for the one query and gives it back: the
-  current-user lookup on every request, and public lists, use this.
-- `fetch(session, ...)` runs on the connection the request's session holds, inside its
-  transaction if one has begun (a session that only reads never begins one).
+- `fetch(engine, ...)` borrows a pooled connection for one SELECT and gives it back, with no
+  transaction: the current-user lookup on every request, and public lists.
+- `run(session, ...)` / `run_many(session, ...)` execute inside the session's transaction, on
+  its connection: the order write path and the workers' reservation path. The transaction is
+  always opened by SQLAlchemy (its first statement goes through the session), so atomicity
+  and commit/rollback stay SQLAlchemy's.
 
-On other databases (the embedded SQLite) the same statement runs through SQLAlchemy as
-usual. Only SELECTs of plain columns belong here; everything that writes goes through the
-ORM and the request's transaction.
+Parameters get SQLAlchemy's bind processing (JSON, UTC timestamps), and driver errors are
+mapped like SQLAlchemy's: refused values are 422, a broken connection is 503 and is dropped
+from the pool. On other databases (the embedded SQLite) the same statements run through
+SQLAlchemy as usual.
 """
 
 from __future__ import annotations
@@ -37,20 +40,9 @@ class DriverQuery:
         self.statement: Any = statement
         self._compiled: _Compiled | None = None
 
-    async def fetch(self, source: AsyncEngine | AsyncSession, **params: Any) -> Sequence[Row]:
-        """All rows, as mappings keyed by the selected column labels."""
-        if isinstance(source, AsyncEngine):
-            return await self._fetch_pooled(source, params)
-        connection = await source.connection()
-        if connection.dialect.name != "postgresql":
-            result = await source.execute(self.statement, params)
-            return cast(Sequence[Row], result.mappings().all())
-        raw = await connection.get_raw_connection()
-        try:
-            return await self._run(raw.driver_connection, connection.dialect, params)
-        except _DriverFailure:
-            await connection.invalidate()
-            raise ServiceUnavailable("The database is unavailable; retry shortly") from None
+    async def fetch(self, engine: AsyncEngine, **params: Any) -> Sequence[Row]:
+        """All rows of a SELECT on a pooled connection, as mappings keyed by column label."""
+        return await self._fetch_pooled(engine, params)
 
     async def run(self, session: AsyncSession, **params: Any) -> Sequence[Row]:
         """Run the statement (also an INSERT or UPDATE) inside the session's transaction.
@@ -86,9 +78,9 @@ class DriverQuery:
                 return
         await session.execute(self.statement, list(rows))
 
-    async def fetch_one(self, source: AsyncEngine | AsyncSession, **params: Any) -> Row | None:
+    async def fetch_one(self, engine: AsyncEngine, **params: Any) -> Row | None:
         """The first row, or None."""
-        rows = await self.fetch(source, **params)
+        rows = await self.fetch(engine, **params)
         return rows[0] if rows else None
 
     async def _fetch_pooled(self, engine: AsyncEngine, params: dict[str, Any]) -> Sequence[Row]:
