@@ -52,7 +52,8 @@ TABLES = [
 _skipped_services: set[str] = set()
 
 
-def _service_missing(name: str, why: str) -> None:
+def service_missing(name: str, why: str) -> None:
+    """Skip for an absent service, or fail when TASKHUB_REQUIRE_SERVICES=1."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{name} is required (TASKHUB_REQUIRE_SERVICES=1) but unavailable: {why}")
     _skipped_services.add(name)
@@ -85,7 +86,7 @@ async def pg_server() -> str:
     """The PostgreSQL admin DSN, or a skip (a failure in CI)."""
     problem = await _pg_available()
     if problem:
-        _service_missing("PostgreSQL", problem)
+        service_missing("PostgreSQL", problem)
     return PG_ADMIN_DSN
 
 
@@ -241,7 +242,7 @@ async def redis_server() -> str:
     try:
         await client.ping()
     except (OSError, aioredis.RedisError) as exc:
-        _service_missing("Redis", str(exc))
+        service_missing("Redis", str(exc))
     finally:
         await client.aclose()
     return REDIS_URL

@@ -33,6 +33,7 @@ from tests.conftest import (
     drop_pg_database,
     make_settings,
     pg_url,
+    service_missing,
 )
 from tests.processes import TaskhubProcess, free_port, process_env
 
@@ -166,7 +167,7 @@ class PrivateRedis:
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A private Redis on a free port, started; killed at the end."""
     if not _has_redis_server():
-        pytest.skip("redis-server binary not installed")
+        service_missing("redis-server (binary)", "not on PATH")
     server = PrivateRedis(tmp_path)
     server.start()
     yield server

@@ -25,7 +25,14 @@ from taskhub.config import Settings
 from taskhub.main import create_app
 from taskhub.migrate import upgrade
 from tests.commerce.conftest import make_product, place_order, wait_settled
-from tests.conftest import client_for, create_pg_database, drop_pg_database, make_settings, pg_url
+from tests.conftest import (
+    client_for,
+    create_pg_database,
+    drop_pg_database,
+    make_settings,
+    pg_url,
+    service_missing,
+)
 from tests.factories import make_user
 from tests.hardening.conftest import assert_problem, eventually
 from tests.hardening.tcp_proxy import TcpProxy, _free_port
@@ -217,7 +224,7 @@ class PrivateRedis:
 async def private_redis() -> AsyncIterator[PrivateRedis]:
     """A private Redis on a free port (never the shared one)."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not available")
+        service_missing("redis-server (binary)", "not on PATH")
     server = PrivateRedis(port=_free_port())
     await server.start()
     try:
