@@ -11,9 +11,11 @@ so; with TASKHUB_REQUIRE_SERVICES=1 (CI) an absent service is a failure instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskhub.config import Settings
 from taskhub.main import create_app
 from taskhub.migrate import upgrade
+from tests.processes import SECRET, PrivateRedis
 
 PG_ADMIN_DSN = os.environ.get("TASKHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("TASKHUB_REQUIRE_SERVICES") == "1"
-SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 TABLES = [
     "task_activity",
     "tasks",
@@ -200,6 +202,13 @@ async def app_factory(
 
     Depends on settings_factory so that the apps stop before the tables are emptied.
     """
+    async with started_apps() as start:
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def started_apps() -> AsyncIterator[Callable[[Settings], Any]]:
+    """A `start(settings)` that builds and starts apps; every one is stopped on exit."""
     managers: list[LifespanManager] = []
 
     async def start(settings: Settings) -> FastAPI:
@@ -209,9 +218,11 @@ async def app_factory(
         managers.append(manager)
         return app
 
-    yield start
-    for manager in reversed(managers):
-        await manager.__aexit__(None, None, None)
+    try:
+        yield start
+    finally:
+        for manager in reversed(managers):
+            await manager.__aexit__(None, None, None)
 
 
 @pytest.fixture
@@ -260,3 +271,15 @@ async def redis_prefix(redis_server: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, which it may kill and restart
+    (never the shared one); killed at the end."""
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server (binary)", "not on PATH")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from tests.conftest import SECRET
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
 
 def free_port() -> int:
@@ -72,3 +73,52 @@ class TaskhubProcess:
     def tail(self, lines: int = 30) -> str:
         """The end of the log, for failure messages."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class PrivateRedis:
+    """A throwaway redis-server that a test may stop and start (never the shared one)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        self._proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """Stop the server abruptly."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(5)
+            self._proc = None

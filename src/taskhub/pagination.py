@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -42,6 +42,18 @@ def page_response(items: Sequence[Mapping[str, Any]], next_cursor: str | None) -
         option=orjson.OPT_UTC_Z,
     )
     return Response(body, media_type="application/json")
+
+
+R = TypeVar("R")
+
+
+def split_page(
+    rows: Sequence[R], limit: int, key: Callable[[R], list[Any]]
+) -> tuple[Sequence[R], str | None]:
+    """The page (queries fetch `limit + 1` rows) and the cursor after it, if more follow."""
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(key(rows[limit - 1]))
+    return rows, None
 
 
 def encode_cursor(values: list[Any]) -> str:

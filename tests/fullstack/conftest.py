@@ -8,9 +8,6 @@ after every test, and every test uses its own Redis key prefix (deleted afterwar
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,13 +15,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskhub.config import Settings
-from taskhub.main import create_app
 from taskhub.migrate import upgrade
 from taskhub.models import Order, OrderStatus
 from tests.conftest import (
@@ -33,9 +27,9 @@ from tests.conftest import (
     drop_pg_database,
     make_settings,
     pg_url,
-    service_missing,
+    started_apps,
 )
-from tests.processes import TaskhubProcess, free_port, process_env
+from tests.processes import TaskhubProcess, process_env
 
 
 async def wait_until(
@@ -72,18 +66,8 @@ async def fs_engine(fs_database_url: str) -> AsyncIterator[AsyncEngine]:
 async def fs_app_factory(fs_engine: AsyncEngine) -> AsyncIterator[Callable[[Settings], Any]]:
     """Start apps with their lifespan; stopped before `fs_engine` empties the tables."""
     del fs_engine
-    managers: list[LifespanManager] = []
-
-    async def start(settings: Settings) -> FastAPI:
-        app = create_app(settings)
-        manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
-        await manager.__aenter__()
-        managers.append(manager)
-        return app
-
-    yield start
-    for manager in reversed(managers):
-        await manager.__aexit__(None, None, None)
+    async with started_apps() as start:
+        yield start
 
 
 @pytest.fixture
@@ -112,70 +96,6 @@ async def redis_client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_server)
     yield client
     await client.aclose()
-
-
-class PrivateRedis:
-    """A throwaway redis-server that a test may stop and start (never the shared one)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._workdir = workdir
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        self._proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("private redis-server did not start")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        """Stop the server abruptly."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait(5)
-            self._proc = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A private Redis on a free port, started; killed at the end."""
-    if not _has_redis_server():
-        service_missing("redis-server (binary)", "not on PATH")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-def _has_redis_server() -> bool:
-    return any((Path(p) / "redis-server").exists() for p in os.environ["PATH"].split(os.pathsep))
 
 
 WorkerProcess = TaskhubProcess  # a `taskhub worker` subprocess

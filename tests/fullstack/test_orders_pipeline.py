@@ -28,13 +28,13 @@ from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.conftest import client_for
 from tests.factories import Actor, make_user
 from tests.fullstack.conftest import (
-    PrivateRedis,
     WorkerProcess,
     assert_stock_invariant,
     order_status_counts,
     pending_orders,
     wait_until,
 )
+from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 _sku = itertools.count(1)

@@ -26,7 +26,8 @@ from taskhub.messaging.outbox import emit
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
 from taskhub.models import OutboxEvent, ProcessedEvent
-from tests.fullstack.conftest import PrivateRedis, wait_until
+from tests.fullstack.conftest import wait_until
+from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 

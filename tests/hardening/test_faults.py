@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -31,11 +29,11 @@ from tests.conftest import (
     drop_pg_database,
     make_settings,
     pg_url,
-    service_missing,
 )
 from tests.factories import make_user
 from tests.hardening.conftest import assert_problem, eventually
-from tests.hardening.tcp_proxy import TcpProxy, _free_port
+from tests.hardening.tcp_proxy import TcpProxy
+from tests.processes import PrivateRedis
 
 logger = logging.getLogger(__name__)
 LOGIN = "/api/v1/auth/login/access-token"
@@ -179,60 +177,6 @@ async def test_pool_exhaustion_and_a_connection_dropped_mid_request_are_503(
 # --- Redis down (API side) --------------------------------------------------------------------
 
 
-@dataclass
-class PrivateRedis:
-    """A redis-server owned by one test."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Its URL."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        """Start it and wait until it answers."""
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.process = subprocess.Popen(  # noqa: ASYNC220 (a daemon we own, not awaited)
-            [binary, "--port", str(self.port), "--save", "", "--appendonly", "no"]
-            + ["--daemonize", "no", "--bind", "127.0.0.1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        async def answers() -> bool:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                return False
-            writer.close()
-            return True
-
-        await eventually(answers, timeout=10, interval=0.05)
-
-    def stop(self) -> None:
-        """Kill it (SIGKILL: Redis just vanishes)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    """A private Redis on a free port (never the shared one)."""
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server (binary)", "not on PATH")
-    server = PrivateRedis(port=_free_port())
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.parametrize("shape", ["postgres"], indirect=True)
 @pytest.mark.redis
 async def test_redis_down_orders_and_logins_still_work(
@@ -249,7 +193,7 @@ async def test_redis_down_orders_and_logins_still_work(
         pid = await make_product(client, admin, stock=10)
         assert (await client.get("/ready")).status_code == 200
 
-        private_redis.stop()
+        private_redis.kill()
         order, took = await timed(place_order(client, admin, [(pid, 1)]))
         assert order.status_code == 201, order.text  # the outbox holds the event
         assert order.json()["status"] == "PENDING"
@@ -271,7 +215,7 @@ async def test_redis_down_orders_and_logins_still_work(
         logger.info("redis down: login -> 200 in %.3fs", took)
         assert (await client.get("/api/v2/products")).status_code == 200
 
-        await private_redis.start()
+        private_redis.start()
 
         async def ready_again() -> bool:
             return (await client.get("/ready")).status_code == 200

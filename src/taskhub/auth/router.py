@@ -29,7 +29,13 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.models import User
-from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    split_page,
+)
 from taskhub.security import MAX_PASSWORD_BYTES, create_access_token
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
@@ -134,10 +140,8 @@ async def list_users(
     if after is not None:
         stmt = stmt.where(User.id > after[0])
     users = list((await session.scalars(stmt)).all())
-    next_cursor = encode_cursor([users[limit - 1].id]) if len(users) > limit else None
-    return Page[UserOut](
-        items=[UserOut.model_validate(u) for u in users[:limit]], next_cursor=next_cursor
-    )
+    page, next_cursor = split_page(users, limit, lambda user: [user.id])
+    return Page[UserOut](items=[UserOut.model_validate(u) for u in page], next_cursor=next_cursor)
 
 
 @users_router.post(

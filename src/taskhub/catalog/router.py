@@ -23,8 +23,8 @@ from taskhub.pagination import (
     LimitQuery,
     Page,
     decode_cursor,
-    encode_cursor,
     page_response,
+    split_page,
 )
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -58,8 +58,8 @@ async def list_products(
         q=q,
         in_stock=in_stock,
     )
-    next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
-    return page_response(rows[:limit], next_cursor)
+    page, next_cursor = split_page(rows, limit, lambda row: [row["id"]])
+    return page_response(page, next_cursor)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))

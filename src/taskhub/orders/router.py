@@ -22,7 +22,13 @@ from taskhub.models import OrderStatus
 from taskhub.orders import service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
 from taskhub.orders.service import OrderWithItems
-from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    split_page,
+)
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
@@ -99,8 +105,8 @@ async def list_orders(
     views = await service.list_orders(
         session, user=user, limit=limit, before_id=before[0] if before else None, status=status
     )
-    next_cursor = encode_cursor([views[limit - 1].order.id]) if len(views) > limit else None
-    return Page[OrderOut](items=[order_out(v) for v in views[:limit]], next_cursor=next_cursor)
+    page, next_cursor = split_page(views, limit, lambda view: [view.order.id])
+    return Page[OrderOut](items=[order_out(v) for v in page], next_cursor=next_cursor)
 
 
 @router.get("/{order_id}", responses=problem_responses(Unauthorized, NotFound))

@@ -16,7 +16,13 @@ from taskhub.errors import (
     Unprocessable,
     problem_responses,
 )
-from taskhub.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from taskhub.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    split_page,
+)
 from taskhub.projects import service
 from taskhub.projects.permissions import Permission, ProjectAccess, project_for
 from taskhub.projects.schemas import (
@@ -85,9 +91,9 @@ async def list_projects(
     rows = await service.list_projects(
         session, user=user, limit=limit + 1, after_id=after[0] if after else None
     )
-    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda row: [row.id])
     return Page[ProjectOut].model_validate(
-        {"items": [row._asdict() for row in rows[:limit]], "next_cursor": next_cursor}
+        {"items": [row._asdict() for row in page], "next_cursor": next_cursor}
     )
 
 
@@ -152,9 +158,9 @@ async def list_members(
         limit=limit + 1,
         after_user_id=after[0] if after else None,
     )
-    next_cursor = encode_cursor([rows[limit - 1].user_id]) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda row: [row.user_id])
     return Page[MemberOut].model_validate(
-        {"items": [row._asdict() for row in rows[:limit]], "next_cursor": next_cursor}
+        {"items": [row._asdict() for row in page], "next_cursor": next_cursor}
     )
 
 

@@ -24,7 +24,7 @@ from taskhub.db import UTCDateTime
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import decode_cursor, encode_cursor
+from taskhub.pagination import decode_cursor, split_page
 
 
 class TaskSort(StrEnum):
@@ -210,9 +210,8 @@ async def list_tasks(
     # A Core execution on the session's connection: the ORM result layer adds nothing here.
     connection = await session.connection()
     rows = (await connection.execute(stmt.order_by(*order).limit(limit + 1))).all()
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([sort.value, _cursor_value(sort, last), last.id])
+    page, next_cursor = split_page(
+        rows, limit, lambda last: [sort.value, _cursor_value(sort, last), last.id]
+    )
     # zip over the fixed column names is the cheapest way from a Row to a dict.
-    return [dict(zip(TASK_FIELDS, row, strict=True)) for row in rows[:limit]], next_cursor
+    return [dict(zip(TASK_FIELDS, row, strict=True)) for row in page], next_cursor

@@ -22,8 +22,8 @@ from taskhub.pagination import (
     LimitQuery,
     Page,
     decode_cursor,
-    encode_cursor,
     page_response,
+    split_page,
 )
 from taskhub.projects import tasks as service
 from taskhub.projects.permissions import (
@@ -182,7 +182,7 @@ async def task_activity(
         limit=limit + 1,
         after_id=after[0] if after else None,
     )
-    next_cursor = encode_cursor([entries[limit - 1].id]) if len(entries) > limit else None
+    page, next_cursor = split_page(entries, limit, lambda entry: [entry.id])
     return Page[ActivityOut](
-        items=[ActivityOut.model_validate(e) for e in entries[:limit]], next_cursor=next_cursor
+        items=[ActivityOut.model_validate(e) for e in page], next_cursor=next_cursor
     )
