@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from taskhub import __version__
-from taskhub.api import v1_router, v2_router
+from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
@@ -97,8 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(v2_router, prefix="/api/v2")
-    app.include_router(v1_router, prefix="/api/v1")
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(health_router)
     if settings.cors_origins:
         app.add_middleware(

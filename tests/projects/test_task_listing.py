@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert
 
+from taskhub.driver_reads import DriverQuery
 from taskhub.models import Task
 from taskhub.pagination import encode_cursor
 from tests.projects.conftest import Team, make_project
@@ -255,7 +256,7 @@ async def test_cursor_is_checked(
 
 @contextmanager
 def count_statements(app: FastAPI) -> Iterator[list[str]]:
-    """Record the SQL statements this test's requests send through the app's engine.
+    """Record the SQL statements this test's requests send, through SQLAlchemy or the driver.
 
     Statements of background tasks (the embedded event dispatcher polls the outbox on the
     same engine) are left out: only the current asyncio task's statements count.
@@ -271,11 +272,20 @@ def count_statements(app: FastAPI) -> Iterator[list[str]]:
         if current is me:
             statements.append(statement)
 
+    # Hot paths skip SQLAlchemy on PostgreSQL and run on the driver (taskhub.driver_reads).
+    driver_run = DriverQuery._run
+
+    async def run_and_record(query: DriverQuery, driver: Any, dialect: Any, params: Any) -> Any:
+        record(None, None, query._compile(dialect).sql)
+        return await driver_run(query, driver, dialect, params)
+
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    DriverQuery._run = run_and_record  # type: ignore[method-assign]
     try:
         yield statements
     finally:
+        DriverQuery._run = driver_run  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", record)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
@@ -36,10 +36,11 @@ from taskhub.pagination import (
     decode_cursor,
     split_page,
 )
+from taskhub.routing import V1, V2, PrefixRouter
 from taskhub.security import MAX_PASSWORD_BYTES, create_access_token
 
-auth_router = APIRouter(prefix="/auth", tags=["auth"])
-users_router = APIRouter(prefix="/users", tags=["users"])
+auth_router = PrefixRouter(prefix=f"{V1}/auth", tags=["auth"])
+users_router = PrefixRouter(prefix=f"{V1}/users", tags=["users"])
 
 
 @auth_router.post(
@@ -212,9 +213,9 @@ async def delete_user(user_id: IdPath, admin: AdminUser, session: SessionDep) ->
     await service.delete_user(session, user=target, actor=admin)
 
 
-def v2_auth_routes() -> APIRouter:
+def v2_auth_routes() -> PrefixRouter:
     """v2 reuses v1's login and /users/me, with the same handlers."""
-    router = APIRouter()
+    router = PrefixRouter(prefix=V2)
     router.add_api_route(
         "/auth/login/access-token",
         login_access_token,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from taskhub.auth.dependencies import AdminUser
 from taskhub.catalog import inventory, service
@@ -26,8 +26,9 @@ from taskhub.pagination import (
     page_response,
     split_page,
 )
+from taskhub.routing import V2, PrefixRouter
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = PrefixRouter(prefix=f"{V2}/products", tags=["products"])
 ADMIN_ERRORS = (Unauthorized, Forbidden)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from taskhub import idempotency
 from taskhub.auth.dependencies import CurrentUser
@@ -29,8 +29,9 @@ from taskhub.pagination import (
     decode_cursor,
     split_page,
 )
+from taskhub.routing import V2, PrefixRouter
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = PrefixRouter(prefix=f"{V2}/orders", tags=["orders"])
 TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
 
 

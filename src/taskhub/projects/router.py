@@ -1,10 +1,10 @@
-"""Routes for /projects and their members; the /tasks routes are mounted from task_router."""
+"""Routes for /projects and their members."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.dependencies import IdPath, SessionDep
@@ -34,9 +34,9 @@ from taskhub.projects.schemas import (
     ProjectUpdateIn,
     TransferOwnershipIn,
 )
-from taskhub.projects.task_router import router as tasks_router
+from taskhub.routing import V1, PrefixRouter
 
-projects_router = APIRouter(prefix="/projects", tags=["projects"])
+router = PrefixRouter(prefix=f"{V1}/projects", tags=["projects"])
 
 ProjectReader = Annotated[ProjectAccess, Depends(project_for(Permission.READ))]
 ProjectManager = Annotated[ProjectAccess, Depends(project_for(Permission.MANAGE_PROJECT))]
@@ -67,7 +67,7 @@ def project_out(access: ProjectAccess) -> ProjectOut:
     )
 
 
-@projects_router.post("", status_code=201, responses=problem_responses(Unauthorized))
+@router.post("", status_code=201, responses=problem_responses(Unauthorized))
 async def create_project(
     body: ProjectCreateIn, user: CurrentUser, session: SessionDep, response: Response
 ) -> ProjectOut:
@@ -79,7 +79,7 @@ async def create_project(
     return project_out(access)
 
 
-@projects_router.get("", responses=problem_responses(Unauthorized))
+@router.get("", responses=problem_responses(Unauthorized))
 async def list_projects(
     user: CurrentUser,
     session: SessionDep,
@@ -97,13 +97,13 @@ async def list_projects(
     )
 
 
-@projects_router.get("/{project_id}", responses=READ_ERRORS)
+@router.get("/{project_id}", responses=READ_ERRORS)
 async def read_project(access: ProjectReader) -> ProjectOut:
     """A project the caller is a member of."""
     return project_out(access)
 
 
-@projects_router.patch("/{project_id}", responses=WRITE_ERRORS)
+@router.patch("/{project_id}", responses=WRITE_ERRORS)
 async def update_project(
     body: ProjectUpdateIn, access: ProjectManager, session: SessionDep
 ) -> ProjectOut:
@@ -112,7 +112,7 @@ async def update_project(
     return project_out(await service.update_project(session, access=access, changes=changes))
 
 
-@projects_router.put("/{project_id}", responses=WRITE_ERRORS)
+@router.put("/{project_id}", responses=WRITE_ERRORS)
 async def replace_project(
     body: ProjectPutIn, access: ProjectManager, session: SessionDep
 ) -> ProjectOut:
@@ -122,7 +122,7 @@ async def replace_project(
     )
 
 
-@projects_router.delete(
+@router.delete(
     "/{project_id}",
     status_code=204,
     responses=problem_responses(Unauthorized, Forbidden, NotFound),
@@ -132,7 +132,7 @@ async def delete_project(access: ProjectOwner, session: SessionDep) -> None:
     await service.delete_project(session, access=access)
 
 
-@projects_router.post("/{project_id}/transfer-ownership", responses=MEMBER_ERRORS)
+@router.post("/{project_id}/transfer-ownership", responses=MEMBER_ERRORS)
 async def transfer_ownership(
     body: TransferOwnershipIn, access: OwnershipOwner, session: SessionDep
 ) -> ProjectOut:
@@ -143,7 +143,7 @@ async def transfer_ownership(
     return project_out(access)
 
 
-@projects_router.get("/{project_id}/members", responses=READ_ERRORS)
+@router.get("/{project_id}/members", responses=READ_ERRORS)
 async def list_members(
     access: ProjectReader,
     session: SessionDep,
@@ -164,14 +164,14 @@ async def list_members(
     )
 
 
-@projects_router.get("/{project_id}/members/{user_id}", responses=READ_ERRORS)
+@router.get("/{project_id}/members/{user_id}", responses=READ_ERRORS)
 async def read_member(user_id: IdPath, access: ProjectReader, session: SessionDep) -> MemberOut:
     """One member of the project."""
     row = await service.get_member(session, project_id=access.project_id, user_id=user_id)
     return MemberOut.model_validate(row._asdict())
 
 
-@projects_router.put("/{project_id}/members/{user_id}", responses=MEMBER_ERRORS)
+@router.put("/{project_id}/members/{user_id}", responses=MEMBER_ERRORS)
 async def put_member(
     user_id: IdPath,
     body: MemberRoleIn,
@@ -191,7 +191,7 @@ async def put_member(
     return MemberOut.model_validate(row._asdict())
 
 
-@projects_router.delete(
+@router.delete(
     "/{project_id}/members/{user_id}",
     status_code=204,
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
@@ -199,8 +199,3 @@ async def put_member(
 async def delete_member(user_id: IdPath, access: MembershipLeaver, session: SessionDep) -> None:
     """Remove a member below one's rank (admin+), or leave the project (anyone but the owner)."""
     await service.remove_member(session, access=access, user_id=user_id)
-
-
-router = APIRouter()
-router.include_router(projects_router)
-router.include_router(tasks_router)

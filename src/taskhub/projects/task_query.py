@@ -12,15 +12,18 @@ page continues exactly after the previous one whatever the sort:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from enum import Enum, StrEnum
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.db import UTCDateTime
+from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
@@ -76,7 +79,6 @@ TASK_COLUMNS = (
     Task.created_at,
     Task.updated_at,
 )
-TASK_FIELDS = tuple(column.key for column in TASK_COLUMNS)
 PRIORITY_KEY = case({p.value: rank for p, rank in PRIORITY_RANK.items()}, value=Task.priority)
 _INVALID_CURSOR = "The cursor is not valid for this sort; start again without one"
 
@@ -95,9 +97,9 @@ class _Keys:
         """A timestamp column or value, comparable with the same dialect's columns."""
         return func.julianday(expr) if self.sqlite else expr
 
-    def timestamp_value(self, value: datetime) -> ColumnElement[Any]:
+    def timestamp_param(self, name: str) -> ColumnElement[Any]:
         """A bound timestamp, comparable with `timestamp(column)`."""
-        return self.timestamp(literal(value, UTCDateTime()))
+        return self.timestamp(bindparam(name, type_=UTCDateTime()))
 
     def column(self, sort: TaskSort) -> ColumnElement[Any] | None:
         """The key expression of a sort; None for the id itself."""
@@ -110,13 +112,13 @@ class _Keys:
         return None
 
 
-def _cursor_value(sort: TaskSort, row: Any) -> Any:
+def _cursor_value(sort: TaskSort, row: Row) -> Any:
     if sort.field == "priority":
-        return PRIORITY_RANK[TaskPriority(row.priority)]
+        return PRIORITY_RANK[TaskPriority(row["priority"])]
     if sort.field in ("due_date", "created_at"):
-        value: datetime | None = getattr(row, sort.field)
+        value: datetime | None = row[sort.field]
         return value.isoformat() if value is not None else None
-    return row.id
+    return row["id"]
 
 
 def _decode(sort: TaskSort, cursor: str | None) -> tuple[Any, int] | None:
@@ -138,16 +140,29 @@ def _decode(sort: TaskSort, cursor: str | None) -> tuple[Any, int] | None:
     return value, int(last_id)
 
 
-def _after(keys: _Keys, sort: TaskSort, value: Any, last_id: int) -> ColumnElement[bool]:
-    """Rows strictly after (value, last_id) in the sort's order."""
+class _Position(Enum):
+    """Where a page starts: at the top, after a row, or inside the block without due dates."""
+
+    FIRST = "first"
+    AFTER = "after"
+    AFTER_IN_NULLS = "after-in-nulls"
+
+
+def _after(keys: _Keys, sort: TaskSort, position: _Position) -> ColumnElement[bool]:
+    """Rows strictly after (:after_value, :after_id) in the sort's order."""
+    last_id = bindparam("after_id", type_=Integer())
     after_id = Task.id < last_id if sort.descending else Task.id > last_id
     key = keys.column(sort)
     if key is None:
         return after_id
-    if sort.field == "due_date" and value is None:
+    if position is _Position.AFTER_IN_NULLS:
         # Inside the trailing block of tasks without a due date.
         return and_(Task.due_date.is_(None), after_id)
-    bound = keys.timestamp_value(value) if isinstance(value, datetime) else literal(value)
+    bound = (
+        bindparam("after_value", type_=Integer())
+        if sort.field == "priority"
+        else keys.timestamp_param("after_value")
+    )
     beyond = key < bound if sort.descending else key > bound
     predicate = or_(beyond, and_(key == bound, after_id))
     if sort.field == "due_date":
@@ -155,63 +170,93 @@ def _after(keys: _Keys, sort: TaskSort, value: Any, last_id: int) -> ColumnEleme
     return predicate
 
 
-def _filters(keys: _Keys, filters: TaskFilters) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = []
-    if filters.project_id is not None:
-        where.append(Task.project_id == filters.project_id)
-    if filters.status is not None:
-        where.append(Task.status == filters.status)
-    if filters.assignee_id is not None:
-        where.append(Task.assignee_id == filters.assignee_id)
-    if filters.priority is not None:
-        where.append(Task.priority == filters.priority)
-    due = keys.timestamp(Task.due_date)
-    if filters.due_before is not None:
-        where.append(due < keys.timestamp_value(filters.due_before))
-    if filters.due_after is not None:
-        where.append(due > keys.timestamp_value(filters.due_after))
-    if filters.q:
-        pattern = f"%{_escape_like(filters.q)}%"
-        where.append(
-            or_(
-                Task.title.ilike(pattern, escape="\\"),
-                Task.description.ilike(pattern, escape="\\"),
+def _filter(keys: _Keys, name: str) -> ColumnElement[bool]:
+    """The predicate of one filter, its value bound as :<name>."""
+    if name == "due_before":
+        return keys.timestamp(Task.due_date) < keys.timestamp_param(name)
+    if name == "due_after":
+        return keys.timestamp(Task.due_date) > keys.timestamp_param(name)
+    if name == "q":
+        pattern = bindparam(name, type_=String())
+        return or_(
+            Task.title.ilike(pattern, escape="\\"),
+            Task.description.ilike(pattern, escape="\\"),
+        )
+    column = getattr(Task, name)
+    return cast(ColumnElement[bool], column == bindparam(name, type_=column.type))
+
+
+@lru_cache(maxsize=512)
+def _page_query(
+    dialect: str,
+    *,
+    members_only: bool,
+    filters: tuple[str, ...],
+    sort: TaskSort,
+    position: _Position,
+) -> DriverQuery:
+    """The statement for one combination of filters, sort and position, compiled once.
+
+    Every value is a bound parameter, so the few hundred possible shapes are each built
+    once per process; a request only binds its values (see driver_reads).
+    """
+    keys = _Keys(dialect)
+    stmt = select(*TASK_COLUMNS).where(*(_filter(keys, name) for name in filters))
+    if members_only:
+        stmt = stmt.where(
+            Task.project_id.in_(
+                select(ProjectMember.project_id).where(
+                    ProjectMember.user_id == bindparam("user_id", type_=Integer())
+                )
             )
         )
-    return where
+    if position is not _Position.FIRST:
+        stmt = stmt.where(_after(keys, sort, position))
+    key = keys.column(sort)
+    order: list[Any] = []
+    if key is not None:
+        order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
+    order.append(Task.id.desc() if sort.descending else Task.id.asc())
+    return DriverQuery(stmt.order_by(*order).limit(bindparam("limit", type_=Integer())))
 
 
 async def list_tasks(
-    session: AsyncSession,
+    engine: AsyncEngine,
     *,
     user: User,
     filters: TaskFilters,
     sort: TaskSort,
     limit: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[Sequence[Row], str | None]:
     """One page of the tasks the caller may see, and the cursor of the next page."""
-    keys = _Keys(session.get_bind().dialect.name)
-    stmt = select(*TASK_COLUMNS).where(*_filters(keys, filters))
+    params: dict[str, Any] = {"limit": limit + 1}
+    for field in fields(filters):
+        value = getattr(filters, field.name)
+        if value is not None and value != "":
+            params[field.name] = value.value if isinstance(value, Enum) else value
+    if "q" in params:
+        params["q"] = f"%{_escape_like(params['q'])}%"
+    names = tuple(name for name in _FILTER_NAMES if name in params)
+    position = _Position.FIRST
+    decoded = _decode(sort, cursor)
+    if decoded is not None:
+        value, params["after_id"] = decoded
+        if value is None:
+            position = _Position.AFTER_IN_NULLS
+        else:
+            position, params["after_value"] = _Position.AFTER, value
     if not user.is_superuser:
-        stmt = stmt.where(
-            Task.project_id.in_(
-                select(ProjectMember.project_id).where(ProjectMember.user_id == user.id)
-            )
-        )
-    position = _decode(sort, cursor)
-    if position is not None:
-        stmt = stmt.where(_after(keys, sort, *position))
-    key = keys.column(sort)
-    order: list[Any] = []
-    if key is not None:
-        order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
-    order.append(Task.id.desc() if sort.descending else Task.id.asc())
-    # A Core execution on the session's connection: the ORM result layer adds nothing here.
-    connection = await session.connection()
-    rows = (await connection.execute(stmt.order_by(*order).limit(limit + 1))).all()
-    page, next_cursor = split_page(
-        rows, limit, lambda last: [sort.value, _cursor_value(sort, last), last.id]
+        params["user_id"] = user.id
+    query = _page_query(
+        engine.dialect.name,
+        members_only=not user.is_superuser,
+        filters=names,
+        sort=sort,
+        position=position,
     )
-    # zip over the fixed column names is the cheapest way from a Row to a dict.
-    return [dict(zip(TASK_FIELDS, row, strict=True)) for row in page], next_cursor
+    rows = await query.fetch(engine, **params)
+    return split_page(rows, limit, lambda last: [sort.value, _cursor_value(sort, last), last["id"]])
+
+
+_FILTER_NAMES = tuple(field.name for field in fields(TaskFilters))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Request, Response
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
@@ -42,8 +42,9 @@ from taskhub.projects.schemas import (
     Timestamp,
 )
 from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
+from taskhub.routing import V1, PrefixRouter
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = PrefixRouter(prefix=f"{V1}/tasks", tags=["tasks"])
 
 TaskReader = Annotated[TaskAccess, Depends(task_for(Permission.READ))]
 # What a change needs depends on the fields it changes; the service checks that. The row is
@@ -77,8 +78,8 @@ async def create_task(
 
 @router.get("", response_model=Page[TaskOut], responses=problem_responses(BadRequest, Unauthorized))
 async def search_tasks(
+    request: Request,
     user: CurrentUser,
-    session: SessionDep,
     project_id: IdQuery = None,
     status: TaskStatus | None = None,
     assignee_id: IdQuery = None,
@@ -103,7 +104,7 @@ async def search_tasks(
         q=q,
     )
     items, next_cursor = await list_tasks(
-        session, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor
+        request.app.state.engine, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor
     )
     # The rows are typed by the database already: serialized straight, not validated again.
     return page_response(items, next_cursor)
