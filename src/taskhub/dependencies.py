@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -18,8 +19,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     GET and HEAD requests only read, so theirs runs without a transaction (autocommit).
     """
+    async with session_scope(request, reads_only=request.method in ("GET", "HEAD")) as session:
+        yield session
+
+
+@asynccontextmanager
+async def session_scope(
+    request: Request, *, reads_only: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the block ends (rolls back if it raises).
+
+    For routes that need a session on only some of their paths; the others take SessionDep.
+    """
     state = request.app.state
-    reads_only = request.method in ("GET", "HEAD")
     factory = state.read_sessionmaker if reads_only else state.sessionmaker
     async with factory() as session:
         try:

@@ -4,8 +4,10 @@ A `DriverQuery` is an ordinary SQLAlchemy Core statement, written once. On Postg
 compiled once and executed on an asyncpg connection, so it costs what it costs in bare
 asyncpg: no ORM, no per-call compilation, no extra round trips.
 
-- `fetch(engine, ...)` borrows a pooled connection for one SELECT and gives it back, with no
-  transaction: the current-user lookup on every request, and public lists.
+- `fetch(engine, ...)` borrows a pooled connection for one statement and gives it back, with
+  no transaction: the current-user lookup on every request, lists, and single-statement
+  writes (order creation).
+- `pooled(engine, transaction=True)` borrows one for several statements in one transaction.
 - `run(session, ...)` / `run_many(session, ...)` execute inside the session's transaction, on
   its connection: the order write path and the workers' reservation path. The transaction is
   always opened by SQLAlchemy (its first statement goes through the session), so atomicity
@@ -19,7 +21,8 @@ SQLAlchemy as usual.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
@@ -89,16 +92,8 @@ class DriverQuery:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 result = await autocommit.execute(self.statement, params)
                 return cast(Sequence[Row], result.mappings().all())
-        raw = await engine.raw_connection()
-        try:
-            return await self._run(raw.driver_connection, engine.dialect, params)
-        except _DriverFailure:
-            # A broken connection must not go back into the pool.
-            await greenlet_spawn(raw.invalidate)
-            raise ServiceUnavailable("The database is unavailable; retry shortly") from None
-        finally:
-            # Returning it to the pool is synchronous SQLAlchemy code that may await.
-            await greenlet_spawn(raw.close)
+        async with pooled(engine) as connection:
+            return await connection.run(self, **params)
 
     def _compile(self, dialect: Any) -> _Compiled:
         if self._compiled is None:
@@ -117,9 +112,51 @@ class DriverQuery:
             if isinstance(exc, asyncpg.PostgresConnectionError):
                 raise _DriverFailure from exc
             raise
-        except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except _CONNECTION_ERRORS as exc:
             raise _DriverFailure from exc
         return cast(Sequence[Row], records)
+
+
+class PooledConnection:
+    """A pooled asyncpg connection checked out by `pooled`."""
+
+    def __init__(self, driver: Any, dialect: Any) -> None:
+        self.driver = driver
+        self.dialect = dialect
+
+    async def run(self, query: DriverQuery, **params: Any) -> Sequence[Row]:
+        """Run a DriverQuery on this connection; the RETURNING or SELECT rows."""
+        return await query._run(self.driver, self.dialect, params)
+
+
+@asynccontextmanager
+async def pooled(
+    engine: AsyncEngine, *, transaction: bool = False
+) -> AsyncIterator[PooledConnection]:
+    """A connection from the engine's pool, straight on the driver (PostgreSQL only).
+
+    With `transaction=True` its statements run in one transaction, committed when the block
+    ends and rolled back if it raises. A connection that broke is dropped from the pool, and
+    the caller gets a 503.
+    """
+    raw = await engine.raw_connection()
+    driver: Any = raw.driver_connection
+    try:
+        if transaction:
+            try:
+                async with driver.transaction():
+                    yield PooledConnection(driver, engine.dialect)
+            except _CONNECTION_ERRORS as exc:
+                raise _DriverFailure from exc
+        else:
+            yield PooledConnection(driver, engine.dialect)
+    except _DriverFailure:
+        # A broken connection must not go back into the pool.
+        await greenlet_spawn(raw.invalidate)
+        raise ServiceUnavailable("The database is unavailable; retry shortly") from None
+    finally:
+        # Returning it to the pool is synchronous SQLAlchemy code that may await.
+        await greenlet_spawn(raw.close)
 
 
 class _Compiled:
@@ -144,3 +181,11 @@ class _Compiled:
 
 class _DriverFailure(Exception):
     """The connection broke under a driver-level query."""
+
+
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)

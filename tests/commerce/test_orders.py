@@ -299,6 +299,45 @@ async def test_open_order_quota(app_factory, settings_factory) -> None:
         assert (await place_order(client, customer, [(pid, 1)])).status_code == 201
 
 
+async def test_open_order_quota_holds_under_concurrent_creates(
+    app_factory, settings_factory
+) -> None:
+    # One user's creations are counted one at a time (a row lock on PostgreSQL, the single
+    # writer on SQLite): twelve at once against a quota of three make exactly three orders.
+    app = await app_factory(settings_factory(max_open_orders_per_user=3))
+    async with client_for(app) as client:
+        admin = await make_user(app, client, is_superuser=True)
+        customer = await make_user(app, client)
+        pid = await make_product(client, admin, stock=100)
+        answers = await asyncio.gather(
+            *(place_order(client, customer, [(pid, 1)]) for _ in range(12))
+        )
+        assert sorted(r.status_code for r in answers) == [201] * 3 + [409] * 9
+        mine = (await client.get("/api/v2/orders", headers=customer.headers)).json()["items"]
+        assert len(mine) == 3
+
+
+async def test_order_with_several_lines_and_an_unknown_product_writes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, admin: Actor, customer: Actor
+) -> None:
+    pid = await make_product(client, admin, stock=10)
+    r = await place_order(client, customer, [(pid, 1), (2_000_000, 1), (pid, 2)])
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"loc": ["body", "items", 1, "product_id"], "msg": "unknown product 2000000"}
+    ]
+    assert (await client.get("/api/v2/orders", headers=customer.headers)).json()["items"] == []
+    async with app.state.sessionmaker() as session:
+        assert (
+            await session.scalar(text("SELECT count(*) FROM outbox WHERE type = 'order.created'"))
+            == 0
+        )
+        assert await session.scalar(text("SELECT count(*) FROM order_items")) == 0
+    ok = await place_order(client, customer, [(pid, 1), (pid, 2)])
+    assert ok.status_code == 201
+    assert ok.json()["items"] == [{"product_id": pid, "quantity": 3, "unit_price_cents": 1000}]
+
+
 async def test_idempotent_create(client: httpx.AsyncClient, admin: Actor, customer: Actor) -> None:
     pid = await make_product(client, admin, stock=10)
     headers = {**customer.headers, "Idempotency-Key": "order-abc"}

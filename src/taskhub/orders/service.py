@@ -7,20 +7,22 @@ current status). Stock is touched only through taskhub.catalog.inventory.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.catalog import inventory
-from taskhub.db import table_of, utcnow
-from taskhub.driver_reads import DriverQuery
+from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.driver_reads import DriverQuery, pooled
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
 from taskhub.models.order import OPEN_STATUSES
+from taskhub.observability import request_id_var
 from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 
@@ -55,42 +57,55 @@ class OrderWithItems:
     items: Sequence[OrderItem]
 
 
+class _Lines:
+    """An order's lines merged per product (quantities added), checked against the caps."""
+
+    def __init__(self, lines: Sequence[OrderLineIn]) -> None:
+        self.merged: dict[int, int] = {}
+        self.first_index: dict[int, int] = {}
+        for index, line in enumerate(lines):
+            self.merged[line.product_id] = self.merged.get(line.product_id, 0) + line.quantity
+            self.first_index.setdefault(line.product_id, index)
+        too_many = [pid for pid, qty in self.merged.items() if qty > MAX_QUANTITY]
+        if too_many:
+            raise Unprocessable(
+                f"At most {MAX_QUANTITY} units per product (after merging lines)",
+                errors=[self._error(pid, "quantity", "too many units") for pid in too_many],
+            )
+
+    def total(self, prices: dict[int, int]) -> int:
+        """The order total at these prices; 422 if a product is unknown or it is too large."""
+        unknown = [pid for pid in self.merged if pid not in prices]
+        if unknown:
+            raise Unprocessable(
+                "Unknown product(s): " + ", ".join(str(pid) for pid in unknown),
+                errors=[
+                    self._error(pid, "product_id", f"unknown product {pid}") for pid in unknown
+                ],
+            )
+        total = sum(prices[pid] * qty for pid, qty in self.merged.items())
+        if total > MAX_TOTAL_CENTS:
+            raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
+        return total
+
+    def _error(self, pid: int, field: str, msg: str) -> dict[str, object]:
+        return {"loc": ["body", "items", self.first_index[pid], field], "msg": msg}
+
+
 async def create_order(
     session: AsyncSession, *, user: User, lines: Sequence[OrderLineIn], max_open_orders: int
 ) -> OrderWithItems:
-    """Create a PENDING order with prices snapshotted, and its order.created event."""
-    merged: dict[int, int] = {}
-    first_index: dict[int, int] = {}
-    for index, line in enumerate(lines):
-        merged[line.product_id] = merged.get(line.product_id, 0) + line.quantity
-        first_index.setdefault(line.product_id, index)
-    too_many = [pid for pid, qty in merged.items() if qty > MAX_QUANTITY]
-    if too_many:
-        raise Unprocessable(
-            f"At most {MAX_QUANTITY} units per product (after merging lines)",
-            errors=[
-                {"loc": ["body", "items", first_index[pid], "quantity"], "msg": "too many units"}
-                for pid in too_many
-            ],
-        )
+    """Create a PENDING order with prices snapshotted, and its order.created event.
+
+    In the session's transaction (an Idempotency-Key claim shares it, and SQLite has no
+    writes in CTEs); on PostgreSQL without a key, `place_order` does the same in one statement.
+    """
+    checked = _Lines(lines)
+    merged = checked.merged
     if max_open_orders:
         await _check_open_order_quota(session, user_id=user.id, limit=max_open_orders)
     prices = await inventory.prices_of(session, product_ids=list(merged))
-    unknown = [pid for pid in merged if pid not in prices]
-    if unknown:
-        raise Unprocessable(
-            "Unknown product(s): " + ", ".join(str(pid) for pid in unknown),
-            errors=[
-                {
-                    "loc": ["body", "items", first_index[pid], "product_id"],
-                    "msg": f"unknown product {pid}",
-                }
-                for pid in unknown
-            ],
-        )
-    total = sum(prices[pid] * qty for pid, qty in merged.items())
-    if total > MAX_TOTAL_CENTS:
-        raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
+    total = checked.total(prices)
     created = (await INSERT_ORDER.run(session, user_id=user.id, total_cents=total))[0]
     order = Order(
         id=created["id"],
@@ -122,6 +137,115 @@ async def create_order(
         ],
     )
     await emit(session, type=ORDER_CREATED, payload={"order_id": order.id})
+    return OrderWithItems(order=order, items=items)
+
+
+# PostgreSQL: the whole creation in one statement, so one round trip and no BEGIN/COMMIT.
+# Prices, the order, its lines and the order.created event come from one snapshot and are
+# written together or not at all; the order row is only inserted if every product is
+# orderable, the total fits, and (with a quota) the user has room for another open order.
+# Every priced line comes back, with the new order's columns (NULL when nothing was written),
+# so that a refusal can be explained.
+PLACE_ORDER = DriverQuery(
+    text(
+        """
+WITH line AS (
+    SELECT * FROM unnest(CAST(:product_ids AS INTEGER[]), CAST(:quantities AS INTEGER[]))
+        AS l(product_id, quantity)
+), priced AS (
+    SELECT line.product_id, line.quantity, products.price_cents
+    FROM line JOIN products ON products.id = line.product_id AND products.deleted_at IS NULL
+), open_orders AS (
+    SELECT CASE WHEN CAST(:quota AS INTEGER) > 0 THEN (
+        SELECT count(*) FROM orders
+        WHERE orders.user_id = CAST(:user_id AS INTEGER)
+            AND orders.status = ANY(CAST(:open AS VARCHAR[]))
+    ) ELSE 0 END AS n
+), new_order AS (
+    INSERT INTO orders (user_id, status, total_cents)
+    SELECT CAST(:user_id AS INTEGER), 'PENDING',
+        sum(CAST(priced.quantity AS BIGINT) * priced.price_cents)
+    FROM priced
+    HAVING count(*) = CAST(:lines AS INTEGER)
+        AND sum(CAST(priced.quantity AS BIGINT) * priced.price_cents) <= CAST(:max_total AS BIGINT)
+        AND (CAST(:quota AS INTEGER) = 0 OR (SELECT n FROM open_orders) < CAST(:quota AS INTEGER))
+    RETURNING id, created_at, updated_at
+), items AS (
+    INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+    SELECT new_order.id, priced.product_id, priced.quantity, priced.price_cents
+    FROM new_order, priced
+), event AS (
+    INSERT INTO outbox (event_id, type, version, payload, request_id, occurred_at, attempts)
+    SELECT CAST(:event_id AS VARCHAR), CAST(:event_type AS VARCHAR), 1,
+        json_build_object('order_id', new_order.id), CAST(:request_id AS VARCHAR),
+        CAST(:occurred_at AS TIMESTAMPTZ), 0
+    FROM new_order
+)
+SELECT priced.product_id, priced.price_cents, new_order.id, new_order.created_at,
+    new_order.updated_at, (SELECT n FROM open_orders) AS open_orders
+FROM (SELECT 1) AS one
+LEFT JOIN priced ON true
+LEFT JOIN new_order ON true
+"""
+    ).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
+)
+# Serializes one user's creations while a quota is counted (READ COMMITTED: the count in the
+# next statement then sees every order committed before the lock was granted).
+LOCK_USER = DriverQuery(select(User.id).where(User.id == bindparam("user_id")).with_for_update())
+
+
+async def place_order(
+    engine: AsyncEngine, *, user: User, lines: Sequence[OrderLineIn], max_open_orders: int
+) -> OrderWithItems:
+    """`create_order` on PostgreSQL, as one statement (two in a transaction with a quota)."""
+    checked = _Lines(lines)
+    pids = sorted(checked.merged)
+    params = {
+        "product_ids": pids,
+        "quantities": [checked.merged[pid] for pid in pids],
+        "lines": len(pids),
+        "user_id": user.id,
+        "max_total": MAX_TOTAL_CENTS,
+        "quota": max_open_orders,
+        "open": [status.value for status in OPEN_STATUSES],
+        "event_id": str(uuid.uuid4()),
+        "event_type": ORDER_CREATED,
+        "request_id": request_id_var.get(),
+        "occurred_at": utcnow(),
+    }
+    if max_open_orders:
+        async with pooled(engine, transaction=True) as connection:
+            await connection.run(LOCK_USER, user_id=user.id)
+            rows = await connection.run(PLACE_ORDER, **params)
+    else:
+        rows = await PLACE_ORDER.fetch(engine, **params)
+    created = rows[0]
+    if created["id"] is None:
+        if max_open_orders and created["open_orders"] >= max_open_orders:
+            raise _quota_exceeded(created["open_orders"], max_open_orders)
+        checked.total({r["product_id"]: r["price_cents"] for r in rows if r["product_id"]})
+        raise RuntimeError(
+            "place_order wrote nothing, for no reason it can tell"
+        )  # pragma: no cover
+    prices = {r["product_id"]: r["price_cents"] for r in rows}
+    total = sum(prices[pid] * qty for pid, qty in checked.merged.items())
+    order = Order(
+        id=created["id"],
+        user_id=user.id,
+        status=OrderStatus.PENDING,
+        status_reason=None,
+        total_cents=total,
+        created_at=created["created_at"],
+        updated_at=created["updated_at"],
+        reserved_at=None,
+        confirmed_at=None,
+        paid_at=None,
+        cancelled_at=None,
+    )
+    items = [
+        OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
+        for pid, qty in sorted(checked.merged.items())
+    ]
     return OrderWithItems(order=order, items=items)
 
 
@@ -278,10 +402,14 @@ async def _check_open_order_quota(session: AsyncSession, *, user_id: int, limit:
         .where(Order.user_id == user_id, Order.status.in_(OPEN_STATUSES))
     )
     if (open_orders or 0) >= limit:
-        raise Conflict(
-            f"You have {open_orders} open orders, the most allowed; pay or cancel some first",
-            limit=limit,
-        )
+        raise _quota_exceeded(open_orders or 0, limit)
+
+
+def _quota_exceeded(open_orders: int, limit: int) -> Conflict:
+    return Conflict(
+        f"You have {open_orders} open orders, the most allowed; pay or cancel some first",
+        limit=limit,
+    )
 
 
 def _visible_to(user: User) -> ColumnElement[bool]:
