@@ -56,6 +56,7 @@ def worker() -> None:
     from taskhub.events import build_registry
     from taskhub.messaging.worker import run_worker
     from taskhub.observability import configure_logging
+    from taskhub.runtime import tune_gc
 
     settings = get_settings()
     if not settings.redis_url:
@@ -65,7 +66,9 @@ def worker() -> None:
         )
         raise typer.Exit(2)
     configure_logging(json_logs=settings.environment != "dev")
-    _run(run_worker(settings, build_registry(settings)))
+    registry = build_registry(settings)
+    tune_gc(settings.gc_gen0_threshold)
+    _run(run_worker(settings, registry))
 
 
 @app.command()

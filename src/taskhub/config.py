@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Long-running processes: objects allocated between two young-generation collections
+    # (Python's default is 700; 0 keeps it). See taskhub.runtime.
+    gc_gen0_threshold: int = Field(default=20_000, ge=0)
     # Events.
     event_max_deliveries: int = Field(default=5, ge=1)
     event_claim_idle_ms: int = Field(default=30_000, ge=100)

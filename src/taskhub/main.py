@@ -24,6 +24,7 @@ from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
+from taskhub.runtime import tune_gc
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -126,7 +127,9 @@ def make_login_limiter(settings: Settings, redis: Redis | None) -> LoginLimiter:
 
 
 def app_from_env() -> FastAPI:
-    """Uvicorn factory entry point: settings from the environment, logging configured."""
+    """Uvicorn factory entry point: settings from the environment, logging and GC configured."""
     settings = get_settings()
     configure_logging(json_logs=settings.environment != "dev")
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc(settings.gc_gen0_threshold)
+    return app
