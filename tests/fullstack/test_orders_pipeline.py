@@ -215,12 +215,14 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
 ) -> None:
     stack: Stack = await stack_factory()
+    # Enough that the worker is still busy when SIGTERM arrives, on a fast machine too.
+    n_orders = 400
     product = await stack.product(stock=10_000)
-    await stack.orders([[(product, 1)] for _ in range(150)])
+    await stack.orders([[(product, 1)] for _ in range(n_orders)])
     first = workers(stack.settings)
 
     async def some_settled() -> bool:
-        return await pending_orders(stack.engine) < 150
+        return await pending_orders(stack.engine) < n_orders
 
     await wait_until(some_settled, timeout=20, what="the worker to start settling")
     code = await asyncio.to_thread(first.terminate, 20)
@@ -233,9 +235,9 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     second = workers(stack.settings)
     await stack.wait_drained(30, [first, second])
     assert left > 0, "the worker finished before SIGTERM; the test proved nothing"
-    assert await order_status_counts(stack.engine) == {"RESERVED": 150}
-    assert await processed(stack.engine, "orders.reserve") == 150
-    assert await stock_of(stack.engine, product) == 10_000 - 150
+    assert await order_status_counts(stack.engine) == {"RESERVED": n_orders}
+    assert await processed(stack.engine, "orders.reserve") == n_orders
+    assert await stock_of(stack.engine, product) == 10_000 - n_orders
     await assert_stock_invariant(stack.engine)
 
 
