@@ -71,6 +71,10 @@ class DriverQuery:
 
     async def run_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per parameter set (executemany), in the transaction."""
+        if len(rows) == 1:
+            # asyncpg's executemany pipelines; for one row a plain execution is cheaper.
+            await self.run(session, **rows[0])
+            return
         connection = await session.connection()
         if connection.dialect.name == "postgresql":
             raw = await connection.get_raw_connection()

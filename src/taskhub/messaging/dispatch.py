@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from taskhub.db import table_of
+from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import ProcessedEvent
 from taskhub.observability import HANDLER_LATENCY, HANDLER_RESULTS
@@ -81,45 +84,70 @@ async def apply_event(
     Raises MalformedEvent for an unknown type or a payload that fails validation; any other
     exception is a transient failure, and the caller retries the delivery.
     """
+    outcome = Outcome.DUPLICATE
+    for registration in _registrations(registry, envelope):
+        async with sessionmaker() as session, session.begin():
+            if await _run_handler(session, envelope, registration):
+                outcome = Outcome.APPLIED
+    return outcome
+
+
+def _registrations(registry: Registry, envelope: Envelope) -> list[Registration]:
     registrations = registry.handlers.get(envelope.type)
     if not registrations:
         HANDLER_RESULTS.labels(envelope.type[:64], "malformed").inc()
         raise MalformedEvent(f"no handler for event type {envelope.type!r}")
-    outcome = Outcome.DUPLICATE
-    for registration in registrations:
-        started = time.perf_counter()
-        try:
-            async with sessionmaker() as session, session.begin():
-                if not await _record_processed(session, envelope, registration.name):
-                    HANDLER_RESULTS.labels(envelope.type, "duplicate").inc()
-                    continue
-                await registration.handler(session, envelope)
-        except ValidationError as exc:
-            HANDLER_RESULTS.labels(envelope.type, "malformed").inc()
-            raise MalformedEvent(f"invalid payload: {exc.error_count()} error(s)") from exc
-        except Exception:
-            HANDLER_RESULTS.labels(envelope.type, "error").inc()
-            raise
-        HANDLER_LATENCY.labels(envelope.type).observe(time.perf_counter() - started)
-        HANDLER_RESULTS.labels(envelope.type, "applied").inc()
-        outcome = Outcome.APPLIED
-        logger.debug(
-            "applied %s",
-            envelope.type,
-            extra={
-                "event_id": str(envelope.id),
-                "event_type": envelope.type,
-                "request_id": envelope.request_id,
-            },
-        )
-    return outcome
+    return registrations
+
+
+async def _run_handler(
+    session: AsyncSession, envelope: Envelope, registration: Registration
+) -> bool:
+    """Record the event for this handler and run it, in the caller's transaction.
+
+    False (and nothing run) when the record was already there: a redelivery.
+    """
+    started = time.perf_counter()
+    try:
+        if not await _record_processed(session, envelope, registration.name):
+            HANDLER_RESULTS.labels(envelope.type, "duplicate").inc()
+            return False
+        await registration.handler(session, envelope)
+    except ValidationError as exc:
+        HANDLER_RESULTS.labels(envelope.type, "malformed").inc()
+        raise MalformedEvent(f"invalid payload: {exc.error_count()} error(s)") from exc
+    except Exception:
+        HANDLER_RESULTS.labels(envelope.type, "error").inc()
+        raise
+    HANDLER_LATENCY.labels(envelope.type).observe(time.perf_counter() - started)
+    HANDLER_RESULTS.labels(envelope.type, "applied").inc()
+    logger.debug(
+        "applied %s",
+        envelope.type,
+        extra={
+            "event_id": str(envelope.id),
+            "event_type": envelope.type,
+            "request_id": envelope.request_id,
+        },
+    )
+    return True
 
 
 async def _record_processed(session: AsyncSession, envelope: Envelope, handler: str) -> bool:
     """Insert the processed-event row; False when it was already there (a redelivery)."""
-    values = {"event_id": str(envelope.id), "handler": handler}
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ProcessedEvent).values(**values).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    query = _RECORD_PROCESSED[dialect if dialect in _RECORD_PROCESSED else "sqlite"]
+    return bool(await query.run(session, event_id=str(envelope.id), handler=handler))
+
+
+_processed = table_of(ProcessedEvent)
+# Once per handled event: compiled once, on the driver on PostgreSQL (driver_reads).
+_RECORD_PROCESSED = {
+    name: DriverQuery(
+        insert(_processed)
+        .values(event_id=bindparam("event_id"), handler=bindparam("handler"))
+        .on_conflict_do_nothing()
+        .returning(_processed.c.event_id)
+    )
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
