@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -50,6 +51,8 @@ class EdgeMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # One pair per label set the metrics themselves keep (unmatched paths share a route).
+        self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,11 +117,19 @@ class EdgeMiddleware:
             request_id_var.reset(token)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        route = self._route_template(scope)
         elapsed = time.perf_counter() - started
-        method = scope["method"]
-        HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        HTTP_LATENCY.labels(method, route).observe(elapsed)
+        key = (scope["method"], self._route_template(scope), status)
+        children = self._metric_children.get(key)
+        if children is None:
+            # `labels()` takes a lock and builds the label tuple; the children are kept.
+            method, route, _ = key
+            children = (
+                HTTP_REQUESTS.labels(method, route, str(status)),
+                HTTP_LATENCY.labels(method, route),
+            )
+            self._metric_children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
     @staticmethod
     def _route_template(scope: Scope) -> str:

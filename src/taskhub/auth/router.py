@@ -36,6 +36,7 @@ from taskhub.pagination import (
     decode_cursor,
     split_page,
 )
+from taskhub.responses import model_response
 from taskhub.routing import V1, V2, PrefixRouter
 from taskhub.security import MAX_PASSWORD_BYTES, create_access_token
 
@@ -105,10 +106,11 @@ async def test_token(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@users_router.get("/me", responses=problem_responses(Unauthorized))
-async def read_me(user: CurrentUser) -> UserOut:
+@users_router.get("/me", response_model=UserOut, responses=problem_responses(Unauthorized))
+async def read_me(user: CurrentUser) -> Response:
     """The caller's own account."""
-    return UserOut.model_validate(user)
+    # Serialized here, once: returning the model would have FastAPI validate it again.
+    return model_response(UserOut.model_validate(user))
 
 
 @users_router.patch("/me", responses=problem_responses(Unauthorized, Conflict))
@@ -226,6 +228,7 @@ def v2_auth_routes() -> PrefixRouter:
     router.add_api_route(
         "/users/me",
         read_me,
+        response_model=UserOut,
         methods=["GET"],
         tags=["users"],
         responses=problem_responses(Unauthorized),

@@ -31,6 +31,7 @@ from taskhub.pagination import (
     decode_cursor,
     split_page,
 )
+from taskhub.responses import model_response
 from taskhub.routing import V2, PrefixRouter
 
 router = PrefixRouter(prefix=f"{V2}/orders", tags=["orders"])
@@ -86,8 +87,9 @@ async def create_order(
             max_open_orders=settings.max_open_orders_per_user,
         )
         state.events.wake()
-        response.headers["Location"] = f"/api/v2/orders/{view.order.id}"
-        return order_out(view)
+        created = model_response(order_out(view), status_code=201)
+        created.headers["Location"] = f"/api/v2/orders/{view.order.id}"
+        return created
     async with session_scope(request) as session:
         return await _create_in_session(session, body, user, settings, response, idempotency_key)
 
