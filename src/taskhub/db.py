@@ -72,14 +72,7 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         )
         _sqlite_pragmas(engine)
         return engine
-    kwargs: dict[str, Any] = {
-        "connect_args": {
-            "timeout": settings.db_timeout_seconds,
-            "command_timeout": max(settings.db_timeout_seconds * 6, 30),
-            "server_settings": {"application_name": "taskhub"},
-        },
-        "pool_pre_ping": False,
-    }
+    kwargs: dict[str, Any] = {"connect_args": pg_connect_args(settings), "pool_pre_ping": False}
     if pool:
         kwargs.update(
             pool_size=settings.db_pool_size,
@@ -89,6 +82,15 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
     else:
         kwargs["poolclass"] = NullPool
     return create_async_engine(settings.database_url, **kwargs)
+
+
+def pg_connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg connect arguments: connect and statement timeouts, the application name."""
+    return {
+        "timeout": settings.db_timeout_seconds,
+        "command_timeout": max(settings.db_timeout_seconds * 6, 30),
+        "server_settings": {"application_name": "taskhub"},
+    }
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

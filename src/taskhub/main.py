@@ -15,6 +15,7 @@ from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
+from taskhub.driver_reads import attach_driver_pool, detach_driver_pool
 from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
+        await attach_driver_pool(engine, settings)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         # GET and HEAD only read: their statements autocommit (no BEGIN/COMMIT round trips).
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await dispatcher_task
             if app.state.redis is not None:
                 await app.state.redis.aclose()
+            await detach_driver_pool(engine)
             await engine.dispose()
 
     docs = settings.docs_enabled
