@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.db import table_of
@@ -117,6 +117,34 @@ RECORD_MOVEMENT = DriverQuery(
 )
 
 
+# PostgreSQL, one line: take the stock, hold it and write the ledger in one statement. The
+# inserts only happen if the guarded UPDATE took the stock.
+TAKE_AND_HOLD = DriverQuery(
+    text(
+        """
+WITH taken AS (
+    UPDATE products SET stock = products.stock - CAST(:quantity AS INTEGER)
+    WHERE products.id = CAST(:product_id AS INTEGER)
+        AND products.stock >= CAST(:quantity AS INTEGER)
+        AND products.deleted_at IS NULL
+    RETURNING products.id
+), held AS (
+    INSERT INTO reservations (order_id, product_id, quantity, state)
+    SELECT CAST(:order_id AS INTEGER), taken.id, CAST(:quantity AS INTEGER),
+        CAST(:held AS VARCHAR)
+    FROM taken
+), recorded AS (
+    INSERT INTO stock_movements (product_id, delta, reason, order_id, actor_id)
+    SELECT taken.id, -CAST(:quantity AS INTEGER), CAST(:reason AS VARCHAR),
+        CAST(:order_id AS INTEGER), NULL
+    FROM taken
+)
+SELECT taken.id FROM taken
+"""
+    )
+)
+
+
 async def reserve(
     session: AsyncSession, *, order_id: int, lines: Sequence[tuple[int, int]]
 ) -> int | None:
@@ -124,9 +152,20 @@ async def reserve(
 
     Returns None on success, or the id of the first product short of stock, in which case
     nothing was changed. Several lines are taken inside a savepoint, so a short line rolls
-    back the ones before it; a single line needs none.
+    back the ones before it; a single line needs none (and on PostgreSQL is one statement).
     """
     ordered = sorted(lines)
+    if len(ordered) == 1 and _dialect(session) == "postgresql":
+        [(product_id, quantity)] = ordered
+        taken = await TAKE_AND_HOLD.run(
+            session,
+            product_id=product_id,
+            quantity=quantity,
+            order_id=order_id,
+            held=ReservationState.HELD.value,
+            reason=MovementReason.RESERVE.value,
+        )
+        return None if taken else product_id
     savepoint = await session.begin_nested() if len(ordered) > 1 else None
     for product_id, quantity in ordered:
         taken = await TAKE_STOCK.run(session, product_id=product_id, quantity=quantity)
@@ -204,3 +243,7 @@ async def _ledger(
             for pid, delta in lines
         ],
     )
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""

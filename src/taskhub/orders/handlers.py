@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.catalog import inventory
-from taskhub.db import table_of, utcnow
+from taskhub.db import UTCDateTime, table_of, utcnow
 from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
@@ -41,6 +41,22 @@ ORDER_LINES = DriverQuery(
         _order_items.c.order_id == bindparam("order_id")
     )
 )
+# PostgreSQL: the claim and the order's lines in one statement (no lines unless claimed).
+CLAIM_WITH_LINES = DriverQuery(
+    text(
+        """
+WITH claimed AS (
+    UPDATE orders SET status = CAST(:reserved_status AS VARCHAR),
+        reserved_at = CAST(:reserved AS TIMESTAMPTZ), updated_at = CAST(:now AS TIMESTAMPTZ)
+    WHERE orders.id = CAST(:order_id AS INTEGER)
+        AND orders.status = CAST(:pending_status AS VARCHAR)
+    RETURNING orders.id
+)
+SELECT order_items.product_id, order_items.quantity
+FROM order_items JOIN claimed ON order_items.order_id = claimed.id
+"""
+    ).bindparams(bindparam("reserved", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+)
 MARK_FAILED = DriverQuery(
     update(_orders)
     .where(_orders.c.id == bindparam("order_id"))
@@ -58,10 +74,21 @@ async def reserve_stock(session: AsyncSession, envelope: Envelope) -> None:
     order_id = OrderEventPayload.model_validate(envelope.payload).order_id
     now = utcnow()
     # Taking PENDING → RESERVED first locks the order row: a racing cancel waits for us.
-    claimed = await CLAIM_PENDING.run(session, order_id=order_id, reserved=now, now=now)
-    if not claimed:
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # Every order has lines: none back means it was not claimed.
+        lines = await CLAIM_WITH_LINES.run(
+            session,
+            order_id=order_id,
+            reserved=now,
+            now=now,
+            reserved_status=OrderStatus.RESERVED.value,
+            pending_status=OrderStatus.PENDING.value,
+        )
+    else:
+        claimed = await CLAIM_PENDING.run(session, order_id=order_id, reserved=now, now=now)
+        lines = await ORDER_LINES.run(session, order_id=order_id) if claimed else []
+    if not lines:
         return  # cancelled before we got to it, or already handled
-    lines = await ORDER_LINES.run(session, order_id=order_id)
     short = await inventory.reserve(
         session,
         order_id=order_id,
