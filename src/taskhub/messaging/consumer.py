@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.db import utcnow
 from taskhub.messaging.backoff import Backoff, retry_delay
-from taskhub.messaging.dispatch import MalformedEvent, Registry, apply_event
+from taskhub.messaging.dispatch import MalformedEvent, Registry, apply_batch, apply_event
 from taskhub.messaging.envelope import Envelope
 from taskhub.messaging.streams import (
     ENVELOPE_FIELD,
@@ -74,6 +74,7 @@ class StreamConsumer:
         maxlen: int,
         block_ms: int = 1000,
         retry_base_seconds: float = 0.1,
+        batches: bool = False,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -92,6 +93,8 @@ class StreamConsumer:
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._batches = batches
+        self._batch: asyncio.Task[None] | None = None
         self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
         self._rescan = True
@@ -155,6 +158,9 @@ class StreamConsumer:
         return self._concurrency - len(self._in_flight)
 
     async def _read_new(self) -> None:
+        if self._batch is not None and not self._batch.done():
+            # One batch at a time: what arrives meanwhile makes the next one larger.
+            await asyncio.wait({self._batch})
         count = await self._free_slots()
         if self._stop.is_set():
             return
@@ -164,8 +170,14 @@ class StreamConsumer:
         reply = await self._redis.xreadgroup(
             self._keys.group, self.name, {self._keys.stream: ">"}, count=count, block=block
         )
-        for entry_id, fields in read_entries(reply):
-            self._spawn(entry_id, fields, deliveries=1)
+        entries = read_entries(reply)
+        batch = self._batchable(entries) if self._batches and len(entries) > 1 else []
+        if len(batch) > 1:
+            self._spawn_batch(batch)
+        batched = {entry_id for entry_id, _, _ in batch} if len(batch) > 1 else set()
+        for entry_id, fields in entries:
+            if entry_id not in batched:
+                self._spawn(entry_id, fields, deliveries=1)
 
     async def _read_own_pending(self) -> None:
         """Re-read the entries this consumer was given but never acknowledged."""
@@ -230,15 +242,27 @@ class StreamConsumer:
         self._in_flight[entry_id] = task
         task.add_done_callback(lambda _t: self._done(entry_id))
 
-    def _done(self, entry_id: str) -> None:
-        self._in_flight.pop(entry_id, None)
+    def _spawn_batch(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> None:
+        ids = [entry_id for entry_id, _, _ in entries]
+        task = asyncio.create_task(self._guarded(self._settle_batch(entries), ids[0]))
+        self._batch = task
+        for entry_id in ids:
+            self._in_flight[entry_id] = task
+        task.add_done_callback(lambda _t: self._done(*ids))
+
+    def _done(self, *entry_ids: str) -> None:
+        for entry_id in entry_ids:
+            self._in_flight.pop(entry_id, None)
         self._slot_free.set()
 
     # Handling ----------------------------------------------------------------------------
 
     async def _handle(self, entry_id: str, fields: Fields | None, deliveries: int) -> None:
+        await self._guarded(self._settle(entry_id, fields, deliveries), entry_id)
+
+    async def _guarded(self, settling: Coroutine[Any, Any, None], entry_id: str) -> None:
         try:
-            await self._settle(entry_id, fields, deliveries)
+            await settling
         except _REDIS_DOWN as exc:
             # The entry stays pending; it is re-read when Redis answers again.
             self._rescan = True
@@ -247,20 +271,82 @@ class StreamConsumer:
             self._rescan = True
             logger.exception("consumer: Redis error settling %s", entry_id)
 
-    async def _settle(self, entry_id: str, fields: Fields | None, deliveries: int) -> None:
+    def _batchable(self, entries: Sequence[Entry]) -> list[tuple[str, Fields, Envelope]]:
+        """The entries whose event type has a batch handler, with their envelopes."""
+        out = []
+        for entry_id, fields in entries:
+            if not fields or ENVELOPE_FIELD not in fields:
+                continue
+            try:
+                envelope = Envelope.from_json(fields[ENVELOPE_FIELD])
+            except (ValueError, ValidationError):
+                continue  # settled on its own (dead-lettered)
+            if self._registry.batchable(envelope.type):
+                out.append((entry_id, fields, envelope))
+        return out
+
+    async def _settle_batch(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> None:
+        """Apply first deliveries of batchable types together, then XACK them at once.
+
+        If a batch fails, nothing of it was applied: each entry goes on to the usual retries
+        and dead-lettering on its own (the batch was its first delivery).
+        """
+        by_type: dict[str, list[tuple[str, Fields, Envelope]]] = {}
+        for entry in entries:
+            by_type.setdefault(entry[2].type, []).append(entry)
+        for group in by_type.values():
+            try:
+                await apply_batch(
+                    self._sessionmaker, self._registry, [envelope for _, _, envelope in group]
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("batch of %d failed (%r); settling one by one", len(group), exc)
+                await asyncio.gather(
+                    *(
+                        self._settle(entry_id, fields, 1, failed=exc)
+                        for entry_id, fields, _ in group
+                    )
+                )
+                continue
+            await self._redis.xack(
+                self._keys.stream, self._keys.group, *(entry_id for entry_id, _, _ in group)
+            )
+
+    async def _envelope(
+        self, entry_id: str, fields: Fields | None, deliveries: int
+    ) -> Envelope | None:
+        """The entry's envelope; None when the entry was settled here (ack, dead letter)."""
         if not fields:
             # Trimmed or deleted from the stream while pending: nothing left to deliver.
             await self._ack(entry_id)
-            return
+            return None
         if deliveries > self._max_deliveries:
             await self._dead_letter(
                 entry_id, fields, f"gave up after {deliveries - 1} deliveries", deliveries - 1
             )
-            return
+            return None
         try:
-            envelope = Envelope.from_json(fields[ENVELOPE_FIELD])
+            return Envelope.from_json(fields[ENVELOPE_FIELD])
         except (KeyError, ValueError, ValidationError) as exc:
             await self._dead_letter(entry_id, fields, f"malformed envelope: {exc!r}", deliveries)
+            return None
+
+    async def _settle(
+        self,
+        entry_id: str,
+        fields: Fields | None,
+        deliveries: int,
+        *,
+        failed: Exception | None = None,
+    ) -> None:
+        """Apply one entry, retrying with backoff, then acknowledge or dead-letter it.
+
+        `failed` is the error of an attempt already made on this delivery (in a batch).
+        """
+        envelope = await self._envelope(entry_id, fields, deliveries)
+        if envelope is None or not fields:
             return
         log_extra = {
             "event_id": str(envelope.id),
@@ -270,31 +356,33 @@ class StreamConsumer:
         token = request_id_var.set(envelope.request_id)
         try:
             while True:
-                try:
-                    await apply_event(self._sessionmaker, self._registry, envelope)
-                except MalformedEvent as exc:
-                    await self._dead_letter(entry_id, fields, str(exc), deliveries)
+                if failed is None:
+                    try:
+                        await apply_event(self._sessionmaker, self._registry, envelope)
+                    except MalformedEvent as exc:
+                        await self._dead_letter(entry_id, fields, str(exc), deliveries)
+                        return
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        failed = exc
+                    else:
+                        await self._ack(entry_id)
+                        return
+                if deliveries >= self._max_deliveries:
+                    await self._dead_letter(entry_id, fields, repr(failed), deliveries)
                     return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if deliveries >= self._max_deliveries:
-                        await self._dead_letter(entry_id, fields, repr(exc), deliveries)
-                        return
-                    logger.warning(
-                        "handler failed (delivery %d of %d): %r",
-                        deliveries,
-                        self._max_deliveries,
-                        exc,
-                        extra=log_extra,
-                    )
-                    redelivered = await self._redeliver_later(entry_id, deliveries)
-                    if redelivered is None:
-                        return
-                    deliveries = redelivered
-                    continue
-                await self._ack(entry_id)
-                return
+                logger.warning(
+                    "handler failed (delivery %d of %d): %r",
+                    deliveries,
+                    self._max_deliveries,
+                    failed,
+                    extra=log_extra,
+                )
+                redelivered = await self._redeliver_later(entry_id, deliveries)
+                if redelivered is None:
+                    return
+                deliveries, failed = redelivered, None
         finally:
             request_id_var.reset(token)
 

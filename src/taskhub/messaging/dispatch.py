@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +27,7 @@ from taskhub.observability import HANDLER_LATENCY, HANDLER_RESULTS
 logger = logging.getLogger("taskhub.events")
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 Job = Callable[[async_sessionmaker[AsyncSession]], Awaitable[int]]
 
 
@@ -52,10 +53,30 @@ class Registration:
 
 @dataclass
 class Registry:
-    """Event type → handlers, plus periodic jobs (e.g. reservation expiry)."""
+    """Event type → handlers, plus periodic jobs (e.g. reservation expiry).
+
+    A type with a single handler may also have a batch form of it (`on_batch`), which the
+    stream consumer uses for events it reads together; both record under the same name.
+    """
 
     handlers: dict[str, list[Registration]] = field(default_factory=dict)
+    batch_handlers: dict[str, tuple[str, BatchHandler]] = field(default_factory=dict)
     jobs: list[tuple[str, Job]] = field(default_factory=list)
+
+    def on_batch(self, event_type: str, *, name: str) -> Callable[[BatchHandler], BatchHandler]:
+        """Decorator: the batch form of `event_type`'s handler named `name`."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            self.batch_handlers[event_type] = (name, handler)
+            return handler
+
+        return register
+
+    def batchable(self, event_type: str) -> bool:
+        """Whether events of this type can be applied together (`apply_batch`)."""
+        batch = self.batch_handlers.get(event_type)
+        registrations = self.handlers.get(event_type, [])
+        return batch is not None and len(registrations) == 1 and registrations[0].name == batch[0]
 
     def on(self, event_type: str, *, name: str) -> Callable[[Handler], Handler]:
         """Decorator: register `handler` for `event_type`."""
@@ -90,6 +111,39 @@ async def apply_event(
             if await _run_handler(session, envelope, registration):
                 outcome = Outcome.APPLIED
     return outcome
+
+
+async def apply_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    registry: Registry,
+    envelopes: Sequence[Envelope],
+) -> None:
+    """Apply events of one batchable type together, in one transaction (PostgreSQL).
+
+    The processed-event records of the whole batch are written first; the batch handler
+    gets only the events not seen before. All or nothing: on any exception nothing was
+    applied, and the caller applies the events one by one instead (`apply_event`).
+    """
+    event_type = envelopes[0].type
+    name, handler = registry.batch_handlers[event_type]
+    started = time.perf_counter()
+    try:
+        async with sessionmaker() as session, session.begin():
+            recorded = await RECORD_PROCESSED_MANY.run(
+                session, event_ids=[str(e.id) for e in envelopes], handler=name
+            )
+            fresh_ids = {row["event_id"] for row in recorded}
+            fresh = [e for e in envelopes if str(e.id) in fresh_ids]
+            if fresh:
+                await handler(session, fresh)
+    except Exception:
+        HANDLER_RESULTS.labels(event_type, "error").inc(len(envelopes))
+        raise
+    elapsed = time.perf_counter() - started
+    for _ in fresh:
+        HANDLER_LATENCY.labels(event_type).observe(elapsed / len(fresh))
+    HANDLER_RESULTS.labels(event_type, "applied").inc(len(fresh))
+    HANDLER_RESULTS.labels(event_type, "duplicate").inc(len(envelopes) - len(fresh))
 
 
 def _registrations(registry: Registry, envelope: Envelope) -> list[Registration]:
@@ -151,3 +205,10 @@ _RECORD_PROCESSED = {
     )
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
+RECORD_PROCESSED_MANY = DriverQuery(
+    text(
+        "INSERT INTO processed_events (event_id, handler) "
+        "SELECT unnest(CAST(:event_ids AS VARCHAR[])), CAST(:handler AS VARCHAR) "
+        "ON CONFLICT DO NOTHING RETURNING event_id"
+    )
+)

@@ -73,6 +73,8 @@ class Worker:
                 claim_idle_ms=settings.event_claim_idle_ms,
                 max_deliveries=settings.event_max_deliveries,
                 maxlen=settings.stream_maxlen,
+                # Batch handlers are written for PostgreSQL.
+                batches=not settings.is_sqlite,
             )
             for partition in keys
         ]
