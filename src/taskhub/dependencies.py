@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.config import Settings
+from taskhub.messaging.outbox import announce
 
 MAX_ID = 2**31 - 1
 
@@ -41,7 +42,7 @@ async def session_scope(
             await session.rollback()
             raise
     if session.info.get("outbox_written"):
-        state.events.wake()
+        await announce(state.engine, state.events)
 
 
 async def get_settings_dep(request: Request) -> Settings:

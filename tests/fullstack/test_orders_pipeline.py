@@ -372,3 +372,18 @@ async def test_randomized_workload_with_crashes_keeps_the_invariants(
     assert sum(counts.values()) == len(owned)
     assert counts.get("RESERVED", 0) + counts.get("PAID", 0) > 0
     await assert_stock_invariant(stack.engine)
+
+
+async def test_the_api_wakes_the_relay_after_its_commit(
+    stack_factory: Callable[..., Any], workers: Callable[..., WorkerProcess]
+) -> None:
+    # The relay would only poll after 30 s: only the API's NOTIFY (sent after the order's
+    # transaction committed) can get the order reserved in time.
+    stack: Stack = await stack_factory()
+    worker = workers(stack.settings, RELAY_POLL_SECONDS="30")
+    await stack.wait_consumers(1)
+    product = await stack.product(stock=10)
+    await asyncio.sleep(0.5)  # the relay has published what was there, and sleeps
+    await stack.order([(product, 1)])
+    await stack.wait_drained(5, [worker])
+    assert await order_status_counts(stack.engine) == {"RESERVED": 1}

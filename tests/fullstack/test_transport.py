@@ -22,8 +22,9 @@ from taskhub.db import make_sessionmaker, utcnow
 from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
-from taskhub.messaging.outbox import emit
+from taskhub.messaging.outbox import announce, emit
 from taskhub.messaging.relay import Relay
+from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
 from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.fullstack.conftest import wait_until
@@ -185,6 +186,7 @@ async def test_relay_then_consumer_apply_each_event_once(
 
 async def test_notify_wakes_the_relay_before_its_poll(
     fs_settings: Callable[..., Settings],
+    fs_engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     redis_client: aioredis.Redis,
     keys: StreamKeys,
@@ -203,6 +205,8 @@ async def test_notify_wakes_the_relay_before_its_poll(
     running(relay)
     await asyncio.sleep(0.3)  # let it LISTEN and go idle
     await emit_touches(sessionmaker, [{"key": "wake"}])
+    # As the API does once the writing transaction committed.
+    await announce(fs_engine, WakeSignal())
 
     async def published() -> bool:
         return int(await redis_client.xlen(keys.stream)) == 1

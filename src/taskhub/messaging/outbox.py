@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.db import UTCDateTime, table_of, utcnow
 from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.envelope import Envelope, envelope_of
+from taskhub.messaging.signal import WakeSignal
 from taskhub.models import OutboxEvent
 from taskhub.observability import request_id_var
+
+logger = logging.getLogger("taskhub.events.outbox")
 
 INSERT_EVENT = DriverQuery(
     insert(table_of(OutboxEvent))
@@ -50,10 +54,31 @@ async def emit(
         request_id=request_id_var.get(),
         occurred_at=utcnow(),
     )
-    # The edge wakes the in-process dispatcher after commit (embedded shape); on PostgreSQL
-    # a trigger on the outbox table NOTIFYs the relays.
+    # After the commit the writer wakes the in-process dispatcher (embedded shape) and, on
+    # PostgreSQL, the relays of every process (`announce`).
     session.info["outbox_written"] = True
     return int(rows[0]["id"])
+
+
+NOTIFY_CHANNEL = "taskhub_outbox"
+NOTIFY_RELAYS = DriverQuery(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+async def announce(engine: AsyncEngine, signal: WakeSignal) -> None:
+    """Say that events were committed: wake this process's dispatcher and every relay.
+
+    On PostgreSQL the relays LISTEN; the NOTIFY goes in a statement of its own, after the
+    writing transaction committed. (Inside it, PostgreSQL would serialize the commits of all
+    writers on the notification queue's lock.) Best effort: the relays also poll, and the
+    events are committed whatever happens here.
+    """
+    signal.wake()
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        await NOTIFY_RELAYS.fetch(engine)
+    except Exception as exc:  # noqa: BLE001 - the poll delivers the events anyway
+        logger.warning("could not notify the relays (%r); they will poll", exc)
 
 
 def to_envelope(row: OutboxEvent) -> Envelope:

@@ -4,8 +4,8 @@ Several relays may run at once (one per worker process). On PostgreSQL each batc
 claimed with `FOR UPDATE SKIP LOCKED`, so relays never publish the same rows concurrently;
 the rows stay locked until the XADDs succeeded and `published_at` is committed. A crash
 between the XADD and the commit publishes the batch again, which the idempotent handlers
-absorb. The relay wakes on PostgreSQL `LISTEN` (a statement-level trigger on `outbox`
-NOTIFYs at commit), or after `poll_seconds` at the latest.
+absorb. The relay wakes on PostgreSQL `LISTEN` (writers NOTIFY once their transaction
+committed: `outbox.announce`), or after `poll_seconds` at the latest.
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.db import utcnow
 from taskhub.messaging.backoff import Backoff
-from taskhub.messaging.outbox import to_envelope
+from taskhub.messaging.outbox import NOTIFY_CHANNEL, to_envelope
 from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
 from taskhub.models import OutboxEvent
 from taskhub.observability import OUTBOX_PUBLISHED
 
 logger = logging.getLogger("taskhub.events.relay")
-
-NOTIFY_CHANNEL = "taskhub_outbox"
 
 
 class Relay:

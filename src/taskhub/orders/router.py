@@ -20,6 +20,7 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.idempotency import IdempotencyKeyHeader
+from taskhub.messaging.outbox import announce
 from taskhub.models import OrderStatus, User
 from taskhub.orders import service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
@@ -86,7 +87,7 @@ async def create_order(
             lines=body.items,
             max_open_orders=settings.max_open_orders_per_user,
         )
-        state.events.wake()
+        await announce(state.engine, state.events)
         created = model_response(order_out(view), status_code=201)
         created.headers["Location"] = f"/api/v2/orders/{view.order.id}"
         return created
