@@ -12,6 +12,11 @@
   ourselves, which counts a delivery) after an exponential backoff.
 - At most `concurrency` entries are handled at once; `stop()` stops reading, and `run`
   returns once the entries in flight are settled.
+- With `batches` (PostgreSQL), new entries of one read whose event type has a batch handler
+  are applied together in one transaction (`apply_batch`) and acknowledged with one XACK; one
+  batch at a time, so what arrives meanwhile makes the next one larger. A failed batch
+  applied nothing: its entries are then settled one by one, the batch counting as their
+  first delivery.
 """
 
 from __future__ import annotations
