@@ -62,6 +62,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def on_postgresql(session: AsyncSession) -> bool:
+    """Whether the session's database is PostgreSQL (else the embedded SQLite)."""
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def escape_like(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern whose escape character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
     """Create the async engine for the configured database."""
     if settings.is_sqlite:

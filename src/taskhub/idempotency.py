@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import utcnow
+from taskhub.db import on_postgresql, utcnow
 from taskhub.errors import Conflict, Unprocessable
 from taskhub.models import IdempotencyKey
 
@@ -65,7 +65,7 @@ async def claim(
     if key is None:
         return Claim(record=None)
     request_hash = hashlib.sha256(fingerprint).hexdigest()
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         lock_id = int.from_bytes(
             hashlib.sha256(f"{user_id}\x00{scope}\x00{key}".encode()).digest()[:8],
             "big",

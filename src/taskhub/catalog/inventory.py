@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.db import table_of
+from taskhub.db import on_postgresql, table_of
 from taskhub.driver_reads import DriverQuery
 from taskhub.errors import InsufficientStock, NotFound
 from taskhub.models import MovementReason, Product, Reservation, ReservationState, StockMovement
@@ -155,7 +155,7 @@ async def reserve(
     back the ones before it; a single line needs none (and on PostgreSQL is one statement).
     """
     ordered = sorted(lines)
-    if len(ordered) == 1 and _dialect(session) == "postgresql":
+    if len(ordered) == 1 and on_postgresql(session):
         [(product_id, quantity)] = ordered
         taken = await TAKE_AND_HOLD.run(
             session,
@@ -243,7 +243,3 @@ async def _ledger(
             for pid, delta in lines
         ],
     )
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else ""

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.catalog import inventory
-from taskhub.db import utcnow
+from taskhub.db import escape_like, utcnow
 from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
@@ -98,7 +98,7 @@ async def list_products(
     if after_id is not None:
         params["after_id"] = after_id
     if q:
-        params["pattern"] = f"%{_escape_like(q.lower())}%"
+        params["pattern"] = f"%{escape_like(q.lower())}%"
     return await query.fetch(engine, **params)
 
 
@@ -134,10 +134,6 @@ async def archive_product(session: AsyncSession, *, product_id: int) -> None:
         raise Conflict("Open orders reference this product; cancel or settle them first")
     product.deleted_at = utcnow()
     await session.flush()
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def _flush_unique_sku(session: AsyncSession) -> None:

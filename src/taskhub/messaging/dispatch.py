@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import table_of
+from taskhub.db import on_postgresql, table_of
 from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import ProcessedEvent
@@ -189,8 +189,7 @@ async def _run_handler(
 
 async def _record_processed(session: AsyncSession, envelope: Envelope, handler: str) -> bool:
     """Insert the processed-event row; False when it was already there (a redelivery)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    query = _RECORD_PROCESSED[dialect if dialect in _RECORD_PROCESSED else "sqlite"]
+    query = _RECORD_PROCESSED["postgresql" if on_postgresql(session) else "sqlite"]
     return bool(await query.run(session, event_id=str(envelope.id), handler=handler))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.catalog import inventory
-from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
 from taskhub.driver_reads import DriverQuery
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
@@ -75,7 +75,7 @@ async def reserve_stock(session: AsyncSession, envelope: Envelope) -> None:
     order_id = OrderEventPayload.model_validate(envelope.payload).order_id
     now = utcnow()
     # Taking PENDING → RESERVED first locks the order row: a racing cancel waits for us.
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         # Every order has lines: none back means it was not claimed.
         lines = await CLAIM_WITH_LINES.run(
             session,

@@ -8,15 +8,16 @@ current status). Stock is touched only through taskhub.catalog.inventory.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.catalog import inventory
-from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
 from taskhub.driver_reads import DriverQuery, pooled
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unprocessable
 from taskhub.messaging.outbox import emit
@@ -88,6 +89,29 @@ class _Lines:
             raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
         return total
 
+    def pending_order(
+        self, *, user_id: int, created: Mapping[str, Any], prices: dict[int, int], total: int
+    ) -> OrderWithItems:
+        """The order just inserted (`created`: its id and timestamps) with its lines."""
+        order = Order(
+            id=created["id"],
+            user_id=user_id,
+            status=OrderStatus.PENDING,
+            status_reason=None,
+            total_cents=total,
+            created_at=created["created_at"],
+            updated_at=created["updated_at"],
+            reserved_at=None,
+            confirmed_at=None,
+            paid_at=None,
+            cancelled_at=None,
+        )
+        items = [
+            OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
+            for pid, qty in sorted(self.merged.items())
+        ]
+        return OrderWithItems(order=order, items=items)
+
     def _error(self, pid: int, field: str, msg: str) -> dict[str, object]:
         return {"loc": ["body", "items", self.first_index[pid], field], "msg": msg}
 
@@ -107,23 +131,7 @@ async def create_order(
     prices = await inventory.prices_of(session, product_ids=list(merged))
     total = checked.total(prices)
     created = (await INSERT_ORDER.run(session, user_id=user.id, total_cents=total))[0]
-    order = Order(
-        id=created["id"],
-        user_id=user.id,
-        status=OrderStatus.PENDING,
-        status_reason=None,
-        total_cents=total,
-        created_at=created["created_at"],
-        updated_at=created["updated_at"],
-        reserved_at=None,
-        confirmed_at=None,
-        paid_at=None,
-        cancelled_at=None,
-    )
-    items = [
-        OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
-        for pid, qty in sorted(merged.items())
-    ]
+    view = checked.pending_order(user_id=user.id, created=created, prices=prices, total=total)
     await INSERT_ITEM.run_many(
         session,
         [
@@ -133,11 +141,11 @@ async def create_order(
                 "quantity": i.quantity,
                 "unit_price_cents": i.unit_price_cents,
             }
-            for i in items
+            for i in view.items
         ],
     )
-    await emit(session, type=ORDER_CREATED, payload={"order_id": order.id})
-    return OrderWithItems(order=order, items=items)
+    await emit(session, type=ORDER_CREATED, payload={"order_id": view.order.id})
+    return view
 
 
 # PostgreSQL: the whole creation in one statement, so one round trip and no BEGIN/COMMIT.
@@ -189,6 +197,7 @@ LEFT JOIN new_order ON true
 """
     ).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
 )
+_OPEN_STATUS_VALUES = [status.value for status in OPEN_STATUSES]
 # Serializes one user's creations while a quota is counted (READ COMMITTED: the count in the
 # next statement then sees every order committed before the lock was granted).
 LOCK_USER = DriverQuery(select(User.id).where(User.id == bindparam("user_id")).with_for_update())
@@ -207,7 +216,7 @@ async def place_order(
         "user_id": user.id,
         "max_total": MAX_TOTAL_CENTS,
         "quota": max_open_orders,
-        "open": [status.value for status in OPEN_STATUSES],
+        "open": _OPEN_STATUS_VALUES,
         "event_id": str(uuid.uuid4()),
         "event_type": ORDER_CREATED,
         "request_id": request_id_var.get(),
@@ -228,25 +237,9 @@ async def place_order(
             "place_order wrote nothing, for no reason it can tell"
         )  # pragma: no cover
     prices = {r["product_id"]: r["price_cents"] for r in rows}
-    total = sum(prices[pid] * qty for pid, qty in checked.merged.items())
-    order = Order(
-        id=created["id"],
-        user_id=user.id,
-        status=OrderStatus.PENDING,
-        status_reason=None,
-        total_cents=total,
-        created_at=created["created_at"],
-        updated_at=created["updated_at"],
-        reserved_at=None,
-        confirmed_at=None,
-        paid_at=None,
-        cancelled_at=None,
+    return checked.pending_order(
+        user_id=user.id, created=created, prices=prices, total=checked.total(prices)
     )
-    items = [
-        OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
-        for pid, qty in sorted(checked.merged.items())
-    ]
-    return OrderWithItems(order=order, items=items)
 
 
 async def get_order(session: AsyncSession, *, order_id: int, user: User) -> OrderWithItems:
@@ -340,7 +333,7 @@ async def expire_reservations(session: AsyncSession, *, cutoff: datetime, batch:
     candidates = select(Order.id).where(
         Order.status == OrderStatus.RESERVED, Order.reserved_at < cutoff
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         candidates = candidates.with_for_update(skip_locked=True)
     ids = list((await session.scalars(candidates.order_by(Order.id).limit(batch))).all())
     if not ids:
@@ -394,7 +387,7 @@ async def _transition(
 
 async def _check_open_order_quota(session: AsyncSession, *, user_id: int, limit: int) -> None:
     # Lock the user's row so that concurrent creations by one user count one at a time.
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     open_orders = await session.scalar(
         select(func.count())

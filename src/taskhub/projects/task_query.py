@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskhub.db import UTCDateTime
+from taskhub.db import UTCDateTime, escape_like
 from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
@@ -81,10 +81,6 @@ TASK_COLUMNS = (
 )
 PRIORITY_KEY = case({p.value: rank for p, rank in PRIORITY_RANK.items()}, value=Task.priority)
 _INVALID_CURSOR = "The cursor is not valid for this sort; start again without one"
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class _Keys:
@@ -236,7 +232,7 @@ async def list_tasks(
         if value is not None and value != "":
             params[field.name] = value.value if isinstance(value, Enum) else value
     if "q" in params:
-        params["q"] = f"%{_escape_like(params['q'])}%"
+        params["q"] = f"%{escape_like(params['q'])}%"
     names = tuple(name for name in _FILTER_NAMES if name in params)
     position = _Position.FIRST
     decoded = _decode(sort, cursor)
