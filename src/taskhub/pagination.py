@@ -12,6 +12,7 @@ from fastapi import Query, Response
 from pydantic import BaseModel
 
 from taskhub.errors import BadRequest
+from taskhub.responses import json_response
 
 MAX_LIMIT = 200
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (max 200)")]
@@ -35,13 +36,8 @@ def page_response(items: Sequence[Mapping[str, Any]], next_cursor: str | None) -
 
     The rows are already typed by the database, so validating them again through pydantic
     only costs time; the route still declares `response_model=Page[...]` for the schema.
-    Timestamps come out as pydantic writes them: ISO 8601 with a `Z` offset.
     """
-    body = orjson.dumps(
-        {"items": [dict(row) for row in items], "next_cursor": next_cursor},
-        option=orjson.OPT_UTC_Z,
-    )
-    return Response(body, media_type="application/json")
+    return json_response({"items": [dict(row) for row in items], "next_cursor": next_cursor})
 
 
 R = TypeVar("R")

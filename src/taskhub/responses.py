@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import Response
 from pydantic import BaseModel
 
@@ -13,4 +16,14 @@ def model_response(model: BaseModel, status_code: int = 200) -> Response:
     before serializing it; the route still declares `response_model` for the schema.
     """
     body = model.__pydantic_serializer__.to_json(model)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def json_response(document: Any, status_code: int = 200) -> Response:
+    """Plain data (database rows made into dicts and lists) as a JSON response.
+
+    Timestamps come out as pydantic writes them: ISO 8601 with a `Z` offset, so a document
+    built here reads the same as the response model the route declares for its schema.
+    """
+    body = orjson.dumps(document, option=orjson.OPT_UTC_Z)
     return Response(body, status_code=status_code, media_type="application/json")

@@ -13,6 +13,7 @@ from sqlalchemy import text, update
 
 from taskhub.db import utcnow
 from taskhub.models import Order
+from taskhub.orders.schemas import OrderOut
 from taskhub.orders.service import expire_reservations
 from tests.commerce.conftest import (
     assert_stock_invariant,
@@ -73,6 +74,28 @@ async def test_confirm_then_pay(client: httpx.AsyncClient, admin: Actor, custome
     assert r.status_code == 409 and r.json()["current_status"] == "CONFIRMED"
     r = await client.post(f"/api/v2/orders/{oid}/pay", headers=customer.headers)
     assert r.status_code == 200 and r.json()["status"] == "PAID"
+
+
+async def test_reads_write_the_response_model_byte_for_byte(
+    client: httpx.AsyncClient, admin: Actor, customer: Actor
+) -> None:
+    # The create fast path and GET /orders/{id} build their JSON from database values
+    # (orders.service.order_document); the transitions go through pydantic's OrderOut.
+    # All must read alike, timestamps included.
+    a = await make_product(client, admin, stock=5, price_cents=250)
+    b = await make_product(client, admin, stock=5, price_cents=100)
+    created = await place_order(client, customer, [(b, 1), (a, 2)])
+    assert created.status_code == 201
+    assert created.text == OrderOut.model_validate_json(created.text).model_dump_json()
+    oid = created.json()["id"]
+    await wait_settled(client, customer, [oid])
+    paid = await client.post(f"/api/v2/orders/{oid}/pay", headers=customer.headers)
+    read = await client.get(f"/api/v2/orders/{oid}", headers=customer.headers)
+    assert read.status_code == 200 and read.headers["content-type"] == "application/json"
+    assert read.text == paid.text
+    assert list(read.json()) == list(OrderOut.model_fields)
+    as_admin = await client.get(f"/api/v2/orders/{oid}", headers=admin.headers)
+    assert as_admin.text == paid.text
 
 
 async def test_cancel_releases_stock(
