@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from taskhub.models import StockMovement
+from taskhub.catalog import service
+from taskhub.models import Product, StockMovement
+from taskhub.pagination import encode_cursor, json_page_response, page_response, split_page
 from tests.commerce.conftest import assert_stock_invariant, make_product, place_order, wait_settled
 from tests.factories import Actor
 
@@ -173,3 +178,48 @@ async def test_delete_product_refused_while_open_orders_use_it(
     assert (
         await client.delete(f"/api/v2/products/{pid}", headers=admin.headers)
     ).status_code == 404
+
+
+@pytest.mark.parametrize("shape", ["postgres"], indirect=True)
+async def test_pages_written_by_postgresql_equal_the_row_pages(
+    app: FastAPI, client: httpx.AsyncClient, admin: Actor
+) -> None:
+    # On PostgreSQL GET /products has the database write the page (pagination.json_page);
+    # it must read exactly like the rows serialized by the server (page_response).
+    names = ['Quote " and \\ backslash', "Ünïcode ✓ 🚀", "tab\there", "ctl \x01 \x1f end", "a/b"]
+    ids = [
+        (
+            await client.post(
+                "/api/v2/products",
+                json={"sku": f"J-{i}", "name": name, "price_cents": 5, "stock": i},
+                headers=admin.headers,
+            )
+        ).json()["id"]
+        for i, name in enumerate(names)
+    ]
+    async with app.state.engine.begin() as connection:  # a timestamp without a fraction
+        await connection.execute(
+            update(Product)
+            .where(Product.id == ids[1])
+            .values(created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+        )
+    engine = app.state.engine
+    for limit, after_id, q, in_stock in [
+        (50, None, None, None),
+        (2, None, None, None),
+        (2, ids[1], None, None),
+        (1, None, "✓", None),
+        (3, None, None, True),
+        (10, ids[-1], None, None),  # an empty page
+    ]:
+        args = {"limit": limit, "after_id": after_id, "q": q, "in_stock": in_stock}
+        rows = await service.list_products(engine, **args)
+        items, cursor = split_page(rows, limit, lambda row: [row["id"]])
+        expected = page_response(items, cursor).body
+        page = (await service.list_products(engine, **args, as_json=True))[0]
+        more = page["matched"] > limit
+        written = json_page_response(page, encode_cursor([page["id"]]) if more else None).body
+        assert orjson.loads(written) == orjson.loads(expected), args
+    listed = (await client.get("/api/v2/products", params={"limit": 2})).json()
+    assert listed["items"][1]["created_at"] == "2026-01-02T03:04:05Z"
+    assert listed["items"][0]["created_at"].endswith("Z")

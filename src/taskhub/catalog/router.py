@@ -23,6 +23,8 @@ from taskhub.pagination import (
     LimitQuery,
     Page,
     decode_cursor,
+    encode_cursor,
+    json_page_response,
     page_response,
     split_page,
 )
@@ -52,15 +54,22 @@ async def list_products(
 ) -> Response:
     """The catalog, by id (public)."""
     after = decode_cursor(cursor, size=1, kinds=(int,))
+    engine = request.app.state.engine
+    as_json = engine.dialect.name == "postgresql"
     rows = await service.list_products(
-        request.app.state.engine,
+        engine,
         limit=limit,
         after_id=after[0] if after else None,
         q=q,
         in_stock=in_stock,
+        as_json=as_json,
     )
-    page, next_cursor = split_page(rows, limit, lambda row: [row["id"]])
-    return page_response(page, next_cursor)
+    if as_json:
+        page = rows[0]
+        more = page["matched"] > limit
+        return json_page_response(page, encode_cursor([page["id"]]) if more else None)
+    items, next_cursor = split_page(rows, limit, lambda row: [row["id"]])
+    return page_response(items, next_cursor)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))

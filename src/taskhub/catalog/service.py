@@ -15,6 +15,7 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
+from taskhub.pagination import json_page
 
 
 async def create_product(
@@ -62,9 +63,12 @@ PRODUCT_COLUMNS = (
 )
 
 
-@lru_cache(maxsize=16)
-def _list_query(*, after: bool, search: bool, in_stock: bool | None) -> DriverQuery:
-    """The catalog page query for one combination of filters, compiled once."""
+@lru_cache(maxsize=32)
+def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bool) -> DriverQuery:
+    """The catalog page query for one combination of filters, compiled once.
+
+    `as_json` (PostgreSQL): the page comes back as one `pagination.json_page` row.
+    """
     stmt = select(*PRODUCT_COLUMNS).where(Product.deleted_at.is_(None))
     if after:
         stmt = stmt.where(Product.id > bindparam("after_id"))
@@ -81,6 +85,8 @@ def _list_query(*, after: bool, search: bool, in_stock: bool | None) -> DriverQu
         stmt = stmt.where(Product.stock > 0)
     elif in_stock is False:
         stmt = stmt.where(Product.stock == 0)
+    if as_json:
+        return DriverQuery(json_page(stmt, [Product.id], keys=["id"]))
     return DriverQuery(stmt.order_by(Product.id).limit(bindparam("limit")))
 
 
@@ -91,10 +97,16 @@ async def list_products(
     after_id: int | None,
     q: str | None,
     in_stock: bool | None,
+    as_json: bool = False,
 ) -> Sequence[Row]:
-    """Live products by id, `limit + 1` of them so the caller can tell if more follow."""
-    query = _list_query(after=after_id is not None, search=bool(q), in_stock=in_stock)
-    params: dict[str, object] = {"limit": limit + 1}
+    """Live products by id, `limit + 1` of them so the caller can tell if more follow.
+
+    `as_json` (PostgreSQL only): one `pagination.json_page` row instead.
+    """
+    query = _list_query(
+        after=after_id is not None, search=bool(q), in_stock=in_stock, as_json=as_json
+    )
+    params: dict[str, object] = {"limit": limit + 1, "page_size": limit}
     if after_id is not None:
         params["after_id"] = after_id
     if q:
