@@ -22,6 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.db import UTCDateTime
 from taskhub.errors import BadRequest
@@ -92,6 +93,11 @@ def decode_cursor(cursor: str | None, *, size: int, kinds: tuple[type, ...]) -> 
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31:
             raise BadRequest("The cursor is not valid; start again without one")
     return values
+
+
+def database_writes_pages(engine: AsyncEngine) -> bool:
+    """Whether list endpoints have the database write their pages (`json_page`): PostgreSQL."""
+    return engine.dialect.name == "postgresql"
 
 
 def json_page(

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert
 
 from taskhub.driver_reads import DriverQuery
-from taskhub.models import Task
+from taskhub.models import Task, TaskStatus, User
 from taskhub.pagination import encode_cursor
+from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
 from tests.projects.conftest import Team, make_project
 
 PRIORITIES = ["none", "low", "medium", "high", "urgent"]
@@ -319,3 +322,32 @@ async def test_project_list_is_a_constant_number_of_statements(
         totals.append(len(statements))
     assert len(r.json()["items"]) == 1 + 1 + 12
     assert totals[0] == totals[1] <= 3
+
+
+@pytest.mark.parametrize("shape", ["postgres"], indirect=True)
+async def test_pages_written_by_postgresql_equal_the_row_pages(
+    app: FastAPI, client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    # On PostgreSQL the database writes GET /tasks pages (pagination.json_page): the same
+    # items and cursors as the rows serialized by the server, for every sort and position.
+    await insert_tasks(app, [{"project_id": team.project_id, "title": 'Quote " \\ ✓ \x01'}])
+    async with app.state.sessionmaker() as session:
+        member = await session.get(User, team.member.id)
+    assert member is not None
+    filters = [TaskFilters(), TaskFilters(status=TaskStatus.TODO), TaskFilters(q="login")]
+    for sort, task_filters in itertools.product(TaskSort, filters):
+        cursor = None
+        for _ in range(3):  # the first pages, then one after a cursor, and so on
+            args: dict[str, Any] = {
+                "user": member,
+                "filters": task_filters,
+                "sort": sort,
+                "limit": 40,
+                "cursor": cursor,
+            }
+            rows = orjson.loads((await list_tasks(app.state.engine, **args, as_json=False)).body)
+            written = orjson.loads((await list_tasks(app.state.engine, **args, as_json=True)).body)
+            assert written == rows, (sort, task_filters, cursor)
+            cursor = rows["next_cursor"]
+            if cursor is None:
+                break

@@ -22,6 +22,7 @@ from taskhub.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
+    database_writes_pages,
     decode_cursor,
     encode_cursor,
     json_page_response,
@@ -55,7 +56,7 @@ async def list_products(
     """The catalog, by id (public)."""
     after = decode_cursor(cursor, size=1, kinds=(int,))
     engine = request.app.state.engine
-    as_json = engine.dialect.name == "postgresql"
+    as_json = database_writes_pages(engine)
     rows = await service.list_products(
         engine,
         limit=limit,

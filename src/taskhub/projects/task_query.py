@@ -12,13 +12,13 @@ page continues exactly after the previous one whatever the sort:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from functools import lru_cache
 from typing import Any, cast
 
+from fastapi import Response
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +27,14 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import decode_cursor, split_page
+from taskhub.pagination import (
+    decode_cursor,
+    encode_cursor,
+    json_page,
+    json_page_response,
+    page_response,
+    split_page,
+)
 
 
 class TaskSort(StrEnum):
@@ -190,11 +197,13 @@ def _page_query(
     filters: tuple[str, ...],
     sort: TaskSort,
     position: _Position,
+    as_json: bool,
 ) -> DriverQuery:
     """The statement for one combination of filters, sort and position, compiled once.
 
     Every value is a bound parameter, so the few hundred possible shapes are each built
-    once per process; a request only binds its values (see driver_reads).
+    once per process; a request only binds its values (see driver_reads). `as_json`
+    (PostgreSQL): the page comes back as one `pagination.json_page` row.
     """
     keys = _Keys(dialect)
     stmt = select(*TASK_COLUMNS).where(*(_filter(keys, name) for name in filters))
@@ -213,6 +222,8 @@ def _page_query(
     if key is not None:
         order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
     order.append(Task.id.desc() if sort.descending else Task.id.asc())
+    if as_json:
+        return DriverQuery(json_page(stmt, order, keys=sorted({"id", sort.field})))
     return DriverQuery(stmt.order_by(*order).limit(bindparam("limit", type_=Integer())))
 
 
@@ -224,9 +235,13 @@ async def list_tasks(
     sort: TaskSort,
     limit: int,
     cursor: str | None,
-) -> tuple[Sequence[Row], str | None]:
-    """One page of the tasks the caller may see, and the cursor of the next page."""
-    params: dict[str, Any] = {"limit": limit + 1}
+    as_json: bool,
+) -> Response:
+    """One page of the tasks the caller may see, with the cursor of the next page.
+
+    `as_json` (PostgreSQL): the database writes the page (`pagination.json_page`).
+    """
+    params: dict[str, Any] = {"limit": limit + 1, "page_size": limit}
     for field in fields(filters):
         value = getattr(filters, field.name)
         if value is not None and value != "":
@@ -250,9 +265,20 @@ async def list_tasks(
         filters=names,
         sort=sort,
         position=position,
+        as_json=as_json,
     )
     rows = await query.fetch(engine, **params)
-    return split_page(rows, limit, lambda last: [sort.value, _cursor_value(sort, last), last["id"]])
+
+    def cursor_after(last: Row) -> list[Any]:
+        return [sort.value, _cursor_value(sort, last), last["id"]]
+
+    if as_json:
+        page = rows[0]
+        return json_page_response(
+            page, encode_cursor(cursor_after(page)) if page["matched"] > limit else None
+        )
+    items, next_cursor = split_page(rows, limit, cursor_after)
+    return page_response(items, next_cursor)
 
 
 _FILTER_NAMES = tuple(field.name for field in fields(TaskFilters))

@@ -21,8 +21,8 @@ from taskhub.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
+    database_writes_pages,
     decode_cursor,
-    page_response,
     split_page,
 )
 from taskhub.projects import tasks as service
@@ -103,11 +103,17 @@ async def search_tasks(
         due_after=due_after,
         q=q,
     )
-    items, next_cursor = await list_tasks(
-        request.app.state.engine, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor
+    # Serialized straight from the database, not validated again (see list_tasks).
+    engine = request.app.state.engine
+    return await list_tasks(
+        engine,
+        user=user,
+        filters=filters,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+        as_json=database_writes_pages(engine),
     )
-    # The rows are typed by the database already: serialized straight, not validated again.
-    return page_response(items, next_cursor)
 
 
 @router.get("/{task_id}", responses=problem_responses(Unauthorized, NotFound))
