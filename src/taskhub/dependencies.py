@@ -10,7 +10,6 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.config import Settings
-from taskhub.messaging.outbox import announce
 
 MAX_ID = 2**31 - 1
 
@@ -42,7 +41,7 @@ async def session_scope(
             await session.rollback()
             raise
     if session.info.get("outbox_written"):
-        await announce(state.engine, state.events)
+        state.announcer.announce()
 
 
 async def get_settings_dep(request: Request) -> Settings:

@@ -21,6 +21,7 @@ from taskhub.events import build_registry
 from taskhub.health import router as health_router
 from taskhub.messaging.embedded import EmbeddedDispatcher
 from taskhub.messaging.metrics import pipeline_metrics_refresher
+from taskhub.messaging.outbox import Announcer
 from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         app.state.events = WakeSignal()
+        app.state.announcer = Announcer(engine, app.state.events)
         app.state.login_limiter = make_login_limiter(settings, app.state.redis)
         # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
         # or dead outbox rows (embedded).
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await dispatcher_task
             if app.state.redis is not None:
                 await app.state.redis.aclose()
+            await app.state.announcer.close()
             await detach_driver_pool(engine)
             await engine.dispose()
 

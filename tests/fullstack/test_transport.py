@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
@@ -22,7 +25,7 @@ from taskhub.db import make_sessionmaker, utcnow
 from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
-from taskhub.messaging.outbox import announce, emit
+from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, emit
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
@@ -206,7 +209,7 @@ async def test_notify_wakes_the_relay_before_its_poll(
     await asyncio.sleep(0.3)  # let it LISTEN and go idle
     await emit_touches(sessionmaker, [{"key": "wake"}])
     # As the API does once the writing transaction committed.
-    await announce(fs_engine, WakeSignal())
+    Announcer(fs_engine, WakeSignal()).announce()
 
     async def published() -> bool:
         return int(await redis_client.xlen(keys.stream)) == 1
@@ -337,3 +340,34 @@ async def test_consumer_and_relay_survive_redis_restarts(
     finally:
         await client.aclose()
     del redis_prefix
+
+
+async def test_notifies_are_coalesced_and_one_always_follows_the_last_commit(
+    fs_settings: Callable[..., Settings], fs_engine: AsyncEngine
+) -> None:
+    received: list[float] = []
+    url = make_url(fs_settings().database_url).set(drivername="postgresql")
+    listener = await asyncpg.connect(url.render_as_string(hide_password=False))
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *_: received.append(time.monotonic()))
+    try:
+        announcer = Announcer(fs_engine, WakeSignal())
+        for _ in range(200):  # a burst of commits: one NOTIFY covers them all
+            announcer.announce()
+        await announcer.close()
+        assert announcer.sent == 1
+        # Commits while a NOTIFY is in flight get exactly one more, sent after them.
+        announcer.announce()
+        await asyncio.sleep(0)  # the NOTIFY is now on its way
+        last_commit = time.monotonic()
+        for _ in range(50):
+            announcer.announce()
+        await announcer.close()
+        assert announcer.sent == 3
+
+        async def all_arrived() -> bool:
+            return len(received) == 3
+
+        await wait_until(all_arrived, timeout=3, what="three notifications")
+        assert received[-1] > last_commit
+    finally:
+        await listener.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -64,21 +66,53 @@ NOTIFY_CHANNEL = "taskhub_outbox"
 NOTIFY_RELAYS = DriverQuery(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
-async def announce(engine: AsyncEngine, signal: WakeSignal) -> None:
-    """Say that events were committed: wake this process's dispatcher and every relay.
+class Announcer:
+    """Says that events were committed: wakes this process's dispatcher and every relay.
 
-    On PostgreSQL the relays LISTEN; the NOTIFY goes in a statement of its own, after the
-    writing transaction committed. (Inside it, PostgreSQL would serialize the commits of all
-    writers on the notification queue's lock.) Best effort: the relays also poll, and the
-    events are committed whatever happens here.
+    On PostgreSQL the relays LISTEN. The NOTIFY goes in a statement of its own, after the
+    writing transaction committed (inside it, PostgreSQL would serialize the commits of all
+    writers on the notification queue's lock), from a task of its own, so that no response
+    waits for it. NOTIFYs are coalesced: while one is in flight, the commits made meanwhile
+    are covered by one more sent after it. So every commit is followed by a NOTIFY that
+    starts after it, and under load there are far fewer NOTIFYs than commits (each is a
+    transaction of its own, whose commit PostgreSQL flushes). Best effort: the relays also
+    poll, and the events are committed whatever happens here.
     """
-    signal.wake()
-    if engine.dialect.name != "postgresql":
-        return
-    try:
-        await NOTIFY_RELAYS.fetch(engine)
-    except Exception as exc:  # noqa: BLE001 - the poll delivers the events anyway
-        logger.warning("could not notify the relays (%r); they will poll", exc)
+
+    def __init__(self, engine: AsyncEngine, signal: WakeSignal) -> None:
+        self._engine = engine
+        self._signal = signal
+        self._notifies = engine.dialect.name == "postgresql"
+        self._pending = False
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def announce(self) -> None:
+        """Call once the transaction that wrote events has committed."""
+        self._signal.wake()
+        if not self._notifies:
+            return
+        self._pending = True
+        if self._task is None:
+            self._task = asyncio.create_task(self._send(), name="outbox-notify")
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                self._pending = False
+                try:
+                    await NOTIFY_RELAYS.fetch(self._engine)
+                    self.sent += 1
+                except Exception as exc:  # noqa: BLE001 - the poll delivers the events anyway
+                    logger.warning("could not notify the relays (%r); they will poll", exc)
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        """Let the NOTIFY in flight finish (before the engine goes away)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
 
 
 def to_envelope(row: OutboxEvent) -> Envelope:

@@ -5,7 +5,7 @@ claimed with `FOR UPDATE SKIP LOCKED`, so relays never publish the same rows con
 the rows stay locked until the XADDs succeeded and `published_at` is committed. A crash
 between the XADD and the commit publishes the batch again, which the idempotent handlers
 absorb. The relay wakes on PostgreSQL `LISTEN` (writers NOTIFY once their transaction
-committed: `outbox.announce`), or after `poll_seconds` at the latest.
+committed: `outbox.Announcer`), or after `poll_seconds` at the latest.
 """
 
 from __future__ import annotations

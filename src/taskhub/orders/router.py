@@ -20,7 +20,6 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.idempotency import IdempotencyKeyHeader
-from taskhub.messaging.outbox import announce
 from taskhub.models import OrderStatus, User
 from taskhub.orders import service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
@@ -87,7 +86,7 @@ async def create_order(
             lines=body.items,
             max_open_orders=settings.max_open_orders_per_user,
         )
-        await announce(state.engine, state.events)
+        state.announcer.announce()
         created = json_response(order, status_code=201)
         created.headers["Location"] = f"/api/v2/orders/{order['id']}"
         return created
