@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import bindparam, select
 
+from taskhub.auth.principal import Caller
 from taskhub.driver_reads import DriverQuery
 from taskhub.errors import Forbidden, Unauthorized
 from taskhub.models import User
@@ -30,7 +31,7 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login/access-token",
 
 async def get_current_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+) -> Caller:
     """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
     if not token:
         raise Unauthorized("Not authenticated")
@@ -40,17 +41,16 @@ async def get_current_user(
     row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=claims.user_id)
     if row is None or not row["is_active"]:
         raise Unauthorized()
-    # A detached snapshot: the lookup runs on every request, so it skips the ORM (see
-    # driver_reads). Routes that change the account load it into the session themselves.
-    return User(**row)
+    # The lookup runs on every request: a plain snapshot, no ORM (see driver_reads).
+    return Caller(**row)
 
 
-async def get_admin_user(user: Annotated[User, Depends(get_current_user)]) -> User:
+async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> Caller:
     """The current user, who must be a site admin."""
     if not user.is_superuser:
         raise Forbidden("Site admin privileges are required")
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
-AdminUser = Annotated[User, Depends(get_admin_user)]
+CurrentUser = Annotated[Caller, Depends(get_current_user)]
+AdminUser = Annotated[Caller, Depends(get_admin_user)]

@@ -118,16 +118,16 @@ async def update_me(
     body: UserUpdateMeIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     """Change one's name or email; a password change needs `current_password`."""
-    user = await service.get_user(session, user_id=user.id)
+    account = await service.get_user(session, user_id=user.id)
     if body.password is not None:
         await service.check_current_password(
-            user=user, current_password=body.current_password, rounds=settings.bcrypt_rounds
+            user=account, current_password=body.current_password, rounds=settings.bcrypt_rounds
         )
     changes = body.model_dump(exclude_unset=True)
-    user = await service.update_user(
-        session, user=user, changes=changes, rounds=settings.bcrypt_rounds
+    account = await service.update_user(
+        session, user=account, changes=changes, rounds=settings.bcrypt_rounds
     )
-    return UserOut.model_validate(user)
+    return UserOut.model_validate(account)
 
 
 @users_router.get("", responses=problem_responses(Unauthorized, Forbidden))

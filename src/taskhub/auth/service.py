@@ -6,6 +6,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhub.auth.principal import Principal
 from taskhub.errors import Conflict, NotFound, Unprocessable
 from taskhub.models import Order, ProjectMember, Role, User
 from taskhub.security import hash_password, verify_password
@@ -88,7 +89,7 @@ async def check_current_password(*, user: User, current_password: str | None, ro
         )
 
 
-async def delete_user(session: AsyncSession, *, user: User, actor: User) -> None:
+async def delete_user(session: AsyncSession, *, user: User, actor: Principal) -> None:
     """Delete an account that owns no project and has no orders (deactivate it otherwise)."""
     if user.id == actor.id:
         raise Conflict("You cannot delete your own account")

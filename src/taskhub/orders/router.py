@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub import idempotency
 from taskhub.auth.dependencies import CurrentUser
+from taskhub.auth.principal import Principal
 from taskhub.config import Settings
 from taskhub.dependencies import IdPath, SessionDep, SettingsDep, session_scope
 from taskhub.errors import (
@@ -20,7 +21,7 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.idempotency import IdempotencyKeyHeader
-from taskhub.models import OrderStatus, User
+from taskhub.models import OrderStatus
 from taskhub.orders import service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
 from taskhub.orders.service import OrderWithItems
@@ -97,7 +98,7 @@ async def create_order(
 async def _create_in_session(
     session: AsyncSession,
     body: OrderCreateIn,
-    user: User,
+    user: Principal,
     settings: Settings,
     response: Response,
     idempotency_key: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from taskhub.auth.principal import Principal
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
 from taskhub.driver_reads import DriverQuery, pooled
@@ -117,7 +118,7 @@ class _Lines:
 
 
 async def create_order(
-    session: AsyncSession, *, user: User, lines: Sequence[OrderLineIn], max_open_orders: int
+    session: AsyncSession, *, user: Principal, lines: Sequence[OrderLineIn], max_open_orders: int
 ) -> OrderWithItems:
     """Create a PENDING order with prices snapshotted, and its order.created event.
 
@@ -204,7 +205,7 @@ LOCK_USER = DriverQuery(select(User.id).where(User.id == bindparam("user_id")).w
 
 
 async def place_order(
-    engine: AsyncEngine, *, user: User, lines: Sequence[OrderLineIn], max_open_orders: int
+    engine: AsyncEngine, *, user: Principal, lines: Sequence[OrderLineIn], max_open_orders: int
 ) -> dict[str, Any]:
     """`create_order` on PostgreSQL, as one statement (two in a transaction with a quota).
 
@@ -299,7 +300,7 @@ def order_document(
     return document
 
 
-async def read_order(engine: AsyncEngine, *, order_id: int, user: User) -> dict[str, Any]:
+async def read_order(engine: AsyncEngine, *, order_id: int, user: Principal) -> dict[str, Any]:
     """`get_order` as an API document, in one statement off the session (the read path)."""
     rows = await ORDER_WITH_LINES.fetch(
         engine, order_id=order_id, user_id=user.id, admin=user.is_superuser
@@ -314,7 +315,7 @@ async def read_order(engine: AsyncEngine, *, order_id: int, user: User) -> dict[
     return order_document(rows[0], lines)
 
 
-async def get_order(session: AsyncSession, *, order_id: int, user: User) -> OrderWithItems:
+async def get_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
     """An order the caller may see (theirs, or any for a site admin), or 404."""
     order = await session.scalar(
         select(Order)
@@ -334,7 +335,7 @@ async def get_order(session: AsyncSession, *, order_id: int, user: User) -> Orde
 async def list_orders(
     session: AsyncSession,
     *,
-    user: User,
+    user: Principal,
     limit: int,
     before_id: int | None,
     status: OrderStatus | None,
@@ -358,7 +359,7 @@ async def list_orders(
     return [OrderWithItems(order=o, items=by_order[o.id]) for o in orders]
 
 
-async def confirm_order(session: AsyncSession, *, order_id: int, user: User) -> OrderWithItems:
+async def confirm_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
     """RESERVED → CONFIRMED."""
     await _transition(
         session,
@@ -371,7 +372,7 @@ async def confirm_order(session: AsyncSession, *, order_id: int, user: User) -> 
     return await get_order(session, order_id=order_id, user=user)
 
 
-async def pay_order(session: AsyncSession, *, order_id: int, user: User) -> OrderWithItems:
+async def pay_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
     """RESERVED | CONFIRMED → PAID; the held stock is consumed."""
     await _transition(
         session,
@@ -385,7 +386,7 @@ async def pay_order(session: AsyncSession, *, order_id: int, user: User) -> Orde
     return await get_order(session, order_id=order_id, user=user)
 
 
-async def cancel_order(session: AsyncSession, *, order_id: int, user: User) -> OrderWithItems:
+async def cancel_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
     """PENDING | RESERVED | CONFIRMED → CANCELLED; the release handler gives stock back."""
     reason = "cancelled by the customer" if not user.is_superuser else "cancelled by an admin"
     await _transition(
@@ -433,7 +434,7 @@ async def _transition(
     session: AsyncSession,
     *,
     order_id: int,
-    user: User,
+    user: Principal,
     allowed: Sequence[OrderStatus],
     values: dict[str, object],
     verb: str,
@@ -477,7 +478,7 @@ def _quota_exceeded(open_orders: int, limit: int) -> Conflict:
     )
 
 
-def _visible_to(user: User) -> ColumnElement[bool]:
+def _visible_to(user: Principal) -> ColumnElement[bool]:
     if user.is_superuser:
         return Order.id.is_not(None)
     return Order.user_id == user.id

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from taskhub.auth.dependencies import CurrentUser
+from taskhub.auth.principal import Principal
 from taskhub.dependencies import IdPath, SessionDep
 from taskhub.errors import Forbidden, NotFound
-from taskhub.models import Project, ProjectMember, Role, Task, User
+from taskhub.models import Project, ProjectMember, Role, Task
 from taskhub.models.project import ROLE_RANK
 
 
@@ -49,7 +50,7 @@ NOT_FOUND = {"project": "Project not found", "task": "Task not found"}
 class Access:
     """The caller's standing in one project: their role, None for a site admin non-member."""
 
-    user: User
+    user: Principal
     role: Role | None
     project_id: int
 
@@ -121,7 +122,7 @@ def assignment_permission(*, actor_id: int, assignee_id: int | None) -> Permissi
 
 
 async def load_project_access(
-    session: AsyncSession, *, user: User, project_id: int, for_update: bool = False
+    session: AsyncSession, *, user: Principal, project_id: int, for_update: bool = False
 ) -> ProjectAccess:
     """The project, the caller's role and the owner, in one query; 404 unless visible."""
     mine, owner = aliased(ProjectMember), aliased(ProjectMember)
@@ -150,7 +151,7 @@ async def load_project_access(
 
 
 async def load_task_access(
-    session: AsyncSession, *, user: User, task_id: int, for_update: bool = False
+    session: AsyncSession, *, user: Principal, task_id: int, for_update: bool = False
 ) -> TaskAccess:
     """The task and the caller's role in its project, in one query; 404 unless visible."""
     mine = aliased(ProjectMember)

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from taskhub.auth.principal import Principal
 from taskhub.errors import Conflict, NotFound, Unprocessable
 from taskhub.models import Project, ProjectMember, Role, Task, TaskActivity, User
 from taskhub.projects.permissions import Permission, ProjectAccess
@@ -18,7 +19,7 @@ AnyRow = Row[*tuple[Any, ...]]
 
 
 async def create_project(
-    session: AsyncSession, *, user: User, title: str, description: str | None
+    session: AsyncSession, *, user: Principal, title: str, description: str | None
 ) -> ProjectAccess:
     """Create a project whose single owner is its creator."""
     project = Project(title=title, description=description)
@@ -33,7 +34,7 @@ async def create_project(
 
 
 async def list_projects(
-    session: AsyncSession, *, user: User, limit: int, after_id: int | None
+    session: AsyncSession, *, user: Principal, limit: int, after_id: int | None
 ) -> Sequence[AnyRow]:
     """The caller's projects (every project for a site admin), by id, in one query."""
     mine, owner = aliased(ProjectMember), aliased(ProjectMember)

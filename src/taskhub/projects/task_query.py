@@ -22,10 +22,11 @@ from fastapi import Response
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskhub.auth.principal import Principal
 from taskhub.db import UTCDateTime, escape_like
 from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
-from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
+from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus
 from taskhub.models.task import PRIORITY_RANK
 from taskhub.pagination import (
     decode_cursor,
@@ -230,7 +231,7 @@ def _page_query(
 async def list_tasks(
     engine: AsyncEngine,
     *,
-    user: User,
+    user: Principal,
     filters: TaskFilters,
     sort: TaskSort,
     limit: int,
