@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     worker_metrics_port: int | None = None
     worker_concurrency: int = Field(default=8, ge=1)
+    worker_batch_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -371,3 +371,50 @@ async def test_notifies_are_coalesced_and_one_always_follows_the_last_commit(
         assert received[-1] > last_commit
     finally:
         await listener.close()
+
+
+async def test_a_backlog_is_applied_in_batches_larger_than_the_concurrency(
+    fs_settings: Callable[..., Settings],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis_client: aioredis.Redis,
+    keys: StreamKeys,
+    running: Callable[[Any], None],
+) -> None:
+    settings = fs_settings()
+    recorder = Recorder()
+    batches: list[int] = []
+
+    @recorder.registry.on_batch("test.touch", name="test.touch")
+    async def handle_many(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        batches.append(len(envelopes))
+        for envelope in envelopes:
+            await recorder.handle(session, envelope)
+
+    await ensure_group(redis_client, keys)
+    for i in range(60):
+        await redis_client.xadd(keys.stream, entry(f"k{i}"))
+    consumer = StreamConsumer(
+        redis=redis_client,
+        keys=keys,
+        sessionmaker=sessionmaker,
+        registry=recorder.registry,
+        name="batcher",
+        concurrency=4,
+        claim_idle_ms=5000,
+        max_deliveries=3,
+        maxlen=settings.stream_maxlen,
+        block_ms=200,
+        batches=True,
+        batch_size=25,
+    )
+    running(consumer)
+
+    async def all_applied() -> bool:
+        return sum(recorder.applied.values()) == 60 and consumer.in_flight == 0
+
+    await wait_until(all_applied, timeout=10, what="the backlog applied")
+    # Reads of a batch's worth, not of the 4 free slots: 25 + 25 + 10.
+    assert batches == [25, 25, 10]
+    assert await processed_count(sessionmaker) == 60
+    pending = await redis_client.xpending(keys.stream, keys.group)
+    assert int(pending["pending"]) == 0

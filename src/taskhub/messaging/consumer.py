@@ -80,6 +80,7 @@ class StreamConsumer:
         block_ms: int = 1000,
         retry_base_seconds: float = 0.1,
         batches: bool = False,
+        batch_size: int = 100,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -99,6 +100,7 @@ class StreamConsumer:
         self._claim_cursor = "0-0"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._batches = batches
+        self._batch_size = batch_size
         self._batch: asyncio.Task[None] | None = None
         self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
@@ -169,6 +171,10 @@ class StreamConsumer:
         count = await self._free_slots()
         if self._stop.is_set():
             return
+        if self._batches:
+            # A backlog is reserved in few transactions: read up to a batch's worth; the
+            # entries without a batch handler still wait for a free slot each.
+            count = max(count, self._batch_size)
         block = self._block_ms
         if self._next_claim:
             block = max(1, min(block, int((self._next_claim - time.monotonic()) * 1000)))
@@ -182,6 +188,7 @@ class StreamConsumer:
         batched = {entry_id for entry_id, _, _ in batch} if len(batch) > 1 else set()
         for entry_id, fields in entries:
             if entry_id not in batched:
+                await self._free_slots()
                 self._spawn(entry_id, fields, deliveries=1)
 
     async def _read_own_pending(self) -> None:

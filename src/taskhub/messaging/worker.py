@@ -75,6 +75,7 @@ class Worker:
                 maxlen=settings.stream_maxlen,
                 # Batch handlers are written for PostgreSQL.
                 batches=not settings.is_sqlite,
+                batch_size=settings.worker_batch_size,
             )
             for partition in keys
         ]
