@@ -9,6 +9,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,15 +23,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
-from taskhub.db import make_sessionmaker, utcnow
+from taskhub.db import make_engine, make_sessionmaker, utcnow
 from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
 from taskhub.messaging.dispatch import Registry
-from taskhub.messaging.envelope import Envelope
-from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, emit
+from taskhub.messaging.envelope import Envelope, envelope_json, envelope_of
+from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, backlog, emit
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.signal import WakeSignal
-from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
+from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group, read_entries
+from taskhub.migrate import upgrade
 from taskhub.models import OutboxEvent, ProcessedEvent
+from tests.conftest import make_settings
 from tests.fullstack.conftest import wait_until
 from tests.processes import PrivateRedis
 
@@ -418,3 +422,55 @@ async def test_a_backlog_is_applied_in_batches_larger_than_the_concurrency(
     assert await processed_count(sessionmaker) == 60
     pending = await redis_client.xpending(keys.stream, keys.group)
     assert int(pending["pending"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "request_id", "micros"),
+    [({"order_id": 7}, "req-1", 615253), ({"a": [1, "✓"], "b": None}, None, 0)],
+)
+def test_the_relays_wire_form_is_the_envelopes(
+    payload: dict[str, Any], request_id: str | None, micros: int
+) -> None:
+    columns: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": "order.created",
+        "occurred_at": datetime(2026, 11, 26, 17, 40, 45, micros, tzinfo=UTC),
+        "version": 1,
+        "request_id": request_id,
+    }
+    model = envelope_of(payload=payload, **columns).to_json()
+    # The relay gets the payload as a dict (SQLAlchemy) or as JSON text (the driver).
+    assert envelope_json(payload=payload, **columns) == model
+    assert envelope_json(payload=orjson.dumps(payload).decode(), **columns) == model
+
+
+async def test_the_relay_publishes_from_sqlite_too(
+    tmp_path: Path, redis_client: aioredis.Redis, keys: StreamKeys
+) -> None:
+    # The full-stack shape is PostgreSQL's; a worker on the embedded database still relays.
+    settings = make_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
+    await upgrade(settings)
+    engine = make_engine(settings)
+    try:
+        sessionmaker = make_sessionmaker(engine)
+        await emit_touches(sessionmaker, [{"key": "first"}, {"key": "second"}])
+        relay = Relay(
+            sessionmaker=sessionmaker,
+            redis=redis_client,
+            keys=keys,
+            database_url=settings.database_url,
+            batch_size=50,
+            poll_seconds=30.0,
+            maxlen=settings.stream_maxlen,
+        )
+        assert await relay.publish_batch() == 2
+        assert await relay.publish_batch() == 0
+        entries = read_entries(await redis_client.xread({keys.stream: "0"}))
+        keys_sent = [
+            Envelope.from_json(fields[ENVELOPE_FIELD]).payload["key"] for _, fields in entries
+        ]
+        assert keys_sent == ["first", "second"]
+        async with sessionmaker() as session:
+            assert await backlog(session) == 0
+    finally:
+        await engine.dispose()

@@ -13,23 +13,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from taskhub.db import utcnow
+from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.driver_reads import DriverQuery, Row, pooled
 from taskhub.messaging.backoff import Backoff
-from taskhub.messaging.outbox import NOTIFY_CHANNEL, to_envelope
+from taskhub.messaging.envelope import envelope_json
+from taskhub.messaging.outbox import NOTIFY_CHANNEL
 from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
 from taskhub.models import OutboxEvent
 from taskhub.observability import OUTBOX_PUBLISHED
 
 logger = logging.getLogger("taskhub.events.relay")
+
+_outbox = table_of(OutboxEvent)
+# Claims a batch and marks it published in one statement. The rows stay locked (and the
+# mark uncommitted) until the XADDs succeeded; concurrent relays skip them.
+CLAIM_BATCH = DriverQuery(
+    update(_outbox)
+    .where(
+        _outbox.c.id.in_(
+            select(_outbox.c.id)
+            .where(_outbox.c.published_at.is_(None))
+            .order_by(_outbox.c.id)
+            .limit(bindparam("batch", type_=Integer()))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(published_at=bindparam("now", type_=UTCDateTime()))
+    .returning(
+        _outbox.c.id,
+        _outbox.c.event_id,
+        _outbox.c.type,
+        _outbox.c.version,
+        _outbox.c.payload,
+        _outbox.c.request_id,
+        _outbox.c.occurred_at,
+    )
+)
 
 
 class Relay:
@@ -47,6 +77,7 @@ class Relay:
         maxlen: int,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._engine: AsyncEngine = sessionmaker.kw["bind"]
         self._redis = redis
         self._keys = keys
         self._database_url = database_url
@@ -96,35 +127,41 @@ class Relay:
             # would skip those entries (and Redis may have restarted empty).
             await ensure_group(self._redis, self._keys)
             self._group_ready = True
-        async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
-                    .order_by(OutboxEvent.id)
-                    .limit(self._batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not rows:
-                return 0
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for row in rows:
-                    pipe.xadd(
-                        self._keys.stream,
-                        {ENVELOPE_FIELD: to_envelope(row).to_json()},
-                        maxlen=self._maxlen,
-                        approximate=True,
-                    )
-                await pipe.execute()
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))
-                .values(published_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+        params = {"batch": self._batch, "now": utcnow()}
+        if self._engine.dialect.name == "postgresql":
+            # Straight on the driver: BEGIN, one UPDATE ... RETURNING, the XADDs, COMMIT.
+            async with pooled(self._engine, transaction=True) as connection:
+                rows = await connection.run(CLAIM_BATCH, **params)
+                await self._xadd(rows)
+        else:
+            async with self._sessionmaker() as session, session.begin():
+                rows = await CLAIM_BATCH.run(session, **params)
+                await self._xadd(rows)
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
+
+    async def _xadd(self, rows: Sequence[Row]) -> None:
+        """Append the claimed rows to the stream, in outbox order (inside the claim's
+        transaction: if this fails, the rows stay unpublished)."""
+        if not rows:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for row in sorted(rows, key=lambda row: int(row["id"])):
+                envelope = envelope_json(
+                    event_id=row["event_id"],
+                    type=row["type"],
+                    occurred_at=row["occurred_at"],
+                    version=row["version"],
+                    payload=row["payload"],
+                    request_id=row["request_id"],
+                )
+                pipe.xadd(
+                    self._keys.stream,
+                    {ENVELOPE_FIELD: envelope},
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     async def _ensure_listener(self) -> None:
         """LISTEN for outbox inserts on PostgreSQL; best effort, the poll covers failures."""
