@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
@@ -18,6 +19,7 @@ from taskhub.errors import (
 )
 from taskhub.models import TaskPriority, TaskStatus
 from taskhub.pagination import (
+    MAX_LIMIT,
     CursorQuery,
     LimitQuery,
     Page,
@@ -42,6 +44,7 @@ from taskhub.projects.schemas import (
     Timestamp,
 )
 from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
+from taskhub.query import documented, query_of
 from taskhub.routing import V1, PrefixRouter
 
 router = PrefixRouter(prefix=f"{V1}/tasks", tags=["tasks"])
@@ -76,32 +79,47 @@ async def create_task(
     return TaskOut.model_validate(task)
 
 
-@router.get("", response_model=Page[TaskOut], responses=problem_responses(BadRequest, Unauthorized))
+class TaskSearch(BaseModel):
+    """The query string of GET /tasks (validated in one step: taskhub.query)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    project_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
+    status: TaskStatus | None = None
+    assignee_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
+    priority: TaskPriority | None = None
+    due_before: Annotated[Timestamp | None, Field(description="Due strictly before")] = None
+    due_after: Annotated[Timestamp | None, Field(description="Due strictly after")] = None
+    q: Annotated[
+        SearchText | None, Field(description="Case-insensitive title/description search")
+    ] = None
+    sort: TaskSort = TaskSort.ID
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Page size (max 200)")] = 50
+    cursor: Annotated[
+        str | None, Field(max_length=512, description="Opaque cursor from `next_cursor`")
+    ] = None
+
+
+@router.get(
+    "",
+    response_model=Page[TaskOut],
+    responses=problem_responses(BadRequest, Unauthorized),
+    openapi_extra=documented(TaskSearch),
+)
 async def search_tasks(
     request: Request,
     user: CurrentUser,
-    project_id: IdQuery = None,
-    status: TaskStatus | None = None,
-    assignee_id: IdQuery = None,
-    priority: TaskPriority | None = None,
-    due_before: Annotated[Timestamp | None, Query(description="Due strictly before")] = None,
-    due_after: Annotated[Timestamp | None, Query(description="Due strictly after")] = None,
-    q: Annotated[
-        SearchText | None, Query(description="Case-insensitive title/description search")
-    ] = None,
-    sort: TaskSort = TaskSort.ID,
-    limit: LimitQuery = 50,
-    cursor: CursorQuery = None,
+    search: Annotated[TaskSearch, Depends(query_of(TaskSearch))],
 ) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
     filters = TaskFilters(
-        project_id=project_id,
-        status=status,
-        assignee_id=assignee_id,
-        priority=priority,
-        due_before=due_before,
-        due_after=due_after,
-        q=q,
+        project_id=search.project_id,
+        status=search.status,
+        assignee_id=search.assignee_id,
+        priority=search.priority,
+        due_before=search.due_before,
+        due_after=search.due_after,
+        q=search.q,
     )
     # Serialized straight from the database, not validated again (see list_tasks).
     engine = request.app.state.engine
@@ -109,9 +127,9 @@ async def search_tasks(
         engine,
         user=user,
         filters=filters,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
+        sort=search.sort,
+        limit=search.limit,
+        cursor=search.cursor,
         as_json=database_writes_pages(engine),
     )
 
