@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -29,10 +29,19 @@ from taskhub.errors import BadRequest
 from taskhub.responses import json_response
 
 MAX_LIMIT = 200
-LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (max 200)")]
-CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="Opaque cursor from `next_cursor`")
-]
+_LIMIT = {"ge": 1, "le": MAX_LIMIT, "description": "Page size (max 200)"}
+_CURSOR = {"max_length": 512, "description": "Opaque cursor from `next_cursor`"}
+LimitQuery = Annotated[int, Query(**_LIMIT)]
+CursorQuery = Annotated[str | None, Query(**_CURSOR)]
+
+
+class PageQuery(BaseModel):
+    """`limit` and `cursor`: the base of a list's query-string model (taskhub.query)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    limit: Annotated[int, Field(**_LIMIT)] = 50
+    cursor: Annotated[str | None, Field(**_CURSOR)] = None
 
 
 T = TypeVar("T")

@@ -152,6 +152,9 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient, admin: Act
     assert (await client.get("/api/v2/products?cursor=garbage")).status_code == 400
     assert (await client.get("/api/v2/products?limit=201")).status_code == 422
     assert (await client.get("/api/v2/products?limit=0")).status_code == 422
+    bad = await client.get("/api/v2/products?in_stock=maybe&limit=3")
+    assert bad.status_code == 422
+    assert [e["loc"] for e in bad.json()["errors"]] == [["query", "in_stock"]]
 
 
 async def test_delete_product_refused_while_open_orders_use_it(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
+from pydantic import Field
 
 from taskhub.auth.dependencies import AdminUser
 from taskhub.catalog import inventory, service
@@ -19,9 +20,8 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.pagination import (
-    CursorQuery,
-    LimitQuery,
     Page,
+    PageQuery,
     database_writes_pages,
     decode_cursor,
     encode_cursor,
@@ -29,6 +29,7 @@ from taskhub.pagination import (
     page_response,
     split_page,
 )
+from taskhub.query import documented, query_of
 from taskhub.routing import V2, PrefixRouter
 
 router = PrefixRouter(prefix=f"{V2}/products", tags=["products"])
@@ -45,24 +46,28 @@ async def create_product(
     return ProductOut.model_validate(product)
 
 
-@router.get("", response_model=Page[ProductOut])
+class ProductSearch(PageQuery):
+    """The query string of GET /products (validated in one step: taskhub.query)."""
+
+    q: Annotated[str | None, Field(max_length=200, description="Search name, SKU, text")] = None
+    in_stock: Annotated[bool | None, Field(description="Only (un)available products")] = None
+
+
+@router.get("", response_model=Page[ProductOut], openapi_extra=documented(ProductSearch))
 async def list_products(
-    request: Request,
-    limit: LimitQuery = 50,
-    cursor: CursorQuery = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search name, SKU, text")] = None,
-    in_stock: Annotated[bool | None, Query(description="Only (un)available products")] = None,
+    request: Request, search: Annotated[ProductSearch, Depends(query_of(ProductSearch))]
 ) -> Response:
     """The catalog, by id (public)."""
-    after = decode_cursor(cursor, size=1, kinds=(int,))
+    after = decode_cursor(search.cursor, size=1, kinds=(int,))
+    limit = search.limit
     engine = request.app.state.engine
     as_json = database_writes_pages(engine)
     rows = await service.list_products(
         engine,
         limit=limit,
         after_id=after[0] if after else None,
-        q=q,
-        in_stock=in_stock,
+        q=search.q,
+        in_stock=search.in_stock,
         as_json=as_json,
     )
     if as_json:

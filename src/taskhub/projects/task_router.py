@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
@@ -19,10 +19,10 @@ from taskhub.errors import (
 )
 from taskhub.models import TaskPriority, TaskStatus
 from taskhub.pagination import (
-    MAX_LIMIT,
     CursorQuery,
     LimitQuery,
     Page,
+    PageQuery,
     database_writes_pages,
     decode_cursor,
     split_page,
@@ -79,10 +79,8 @@ async def create_task(
     return TaskOut.model_validate(task)
 
 
-class TaskSearch(BaseModel):
+class TaskSearch(PageQuery):
     """The query string of GET /tasks (validated in one step: taskhub.query)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     project_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
     status: TaskStatus | None = None
@@ -94,10 +92,6 @@ class TaskSearch(BaseModel):
         SearchText | None, Field(description="Case-insensitive title/description search")
     ] = None
     sort: TaskSort = TaskSort.ID
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Page size (max 200)")] = 50
-    cursor: Annotated[
-        str | None, Field(max_length=512, description="Opaque cursor from `next_cursor`")
-    ] = None
 
 
 @router.get(
