@@ -322,6 +322,39 @@ async def test_open_order_quota(app_factory, settings_factory) -> None:
         assert (await place_order(client, customer, [(pid, 1)])).status_code == 201
 
 
+@pytest.mark.parametrize("quota", [0, 5])
+async def test_a_deactivated_or_deleted_account_cannot_order(
+    app_factory, settings_factory, quota: int
+) -> None:
+    # POST /orders reads only the token; on PostgreSQL its one statement checks the account
+    # (with or without the quota's user lock), elsewhere the session path reads it first.
+    app = await app_factory(settings_factory(max_open_orders_per_user=quota))
+    async with client_for(app) as client:
+        admin = await make_user(app, client, is_superuser=True)
+        inactive, deleted = await make_user(app, client), await make_user(app, client)
+        pid = await make_product(client, admin, stock=100)
+        assert (await place_order(client, inactive, [(pid, 1)])).status_code == 201
+        await client.patch(
+            f"/api/v1/users/{inactive.id}", json={"is_active": False}, headers=admin.headers
+        )
+        assert (
+            await client.delete(f"/api/v1/users/{deleted.id}", headers=admin.headers)
+        ).status_code == 204
+        async with app.state.sessionmaker() as session:
+            before = await session.scalar(text("SELECT count(*) FROM orders"))
+        for actor in (inactive, deleted):
+            for headers in (actor.headers, {**actor.headers, "Idempotency-Key": "k-1"}):
+                r = await client.post(
+                    "/api/v2/orders",
+                    json={"items": [{"product_id": pid, "quantity": 1}]},
+                    headers=headers,
+                )
+                assert r.status_code == 401, r.text
+                assert r.headers["www-authenticate"] == "Bearer"
+        async with app.state.sessionmaker() as session:
+            assert await session.scalar(text("SELECT count(*) FROM orders")) == before
+
+
 async def test_open_order_quota_holds_under_concurrent_creates(
     app_factory, settings_factory
 ) -> None:

@@ -29,20 +29,40 @@ USER_BY_ID = DriverQuery(
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login/access-token", auto_error=False)
 
 
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Caller:
-    """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
+def _token_subject(request: Request, token: str | None) -> int:
     if not token:
         raise Unauthorized("Not authenticated")
     claims = decode_access_token(token, key=request.app.state.settings.signing_key())
     if claims is None:
         raise Unauthorized()
-    row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=claims.user_id)
+    return claims.user_id
+
+
+async def load_caller(request: Request, user_id: int) -> Caller:
+    """The active user `user_id`; 401 at once after deactivation or deletion."""
+    row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=user_id)
     if row is None or not row["is_active"]:
         raise Unauthorized()
     # The lookup runs on every request: a plain snapshot, no ORM (see driver_reads).
     return Caller(**row)
+
+
+async def get_current_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Caller:
+    """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
+    return await load_caller(request, _token_subject(request, token))
+
+
+async def get_token_subject(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> int:
+    """The user id a valid token names, without reading the account: 401 for a bad token.
+
+    Only for a route whose own statement checks that the account exists and is active
+    (and answers 401 when it is not): `POST /orders` on PostgreSQL (orders.service).
+    """
+    return _token_subject(request, token)
 
 
 async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> Caller:
@@ -53,4 +73,5 @@ async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> 
 
 
 CurrentUser = Annotated[Caller, Depends(get_current_user)]
+TokenSubject = Annotated[int, Depends(get_token_subject)]
 AdminUser = Annotated[Caller, Depends(get_admin_user)]

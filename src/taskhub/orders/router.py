@@ -8,10 +8,9 @@ from fastapi import Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub import idempotency
-from taskhub.auth.dependencies import CurrentUser
+from taskhub.auth.dependencies import CurrentUser, TokenSubject, load_caller
 from taskhub.auth.principal import Principal
-from taskhub.config import Settings
-from taskhub.dependencies import IdPath, SessionDep, SettingsDep, session_scope
+from taskhub.dependencies import IdPath, SessionDep, session_scope
 from taskhub.errors import (
     Conflict,
     InvalidTransition,
@@ -32,7 +31,7 @@ from taskhub.pagination import (
     decode_cursor,
     split_page,
 )
-from taskhub.responses import json_response
+from taskhub.responses import json_response, model_response
 from taskhub.routing import V2, PrefixRouter
 
 router = PrefixRouter(prefix=f"{V2}/orders", tags=["orders"])
@@ -72,37 +71,34 @@ def order_out(view: OrderWithItems) -> OrderOut:
 async def create_order(
     request: Request,
     body: OrderCreateIn,
-    user: CurrentUser,
-    settings: SettingsDep,
-    response: Response,
+    user_id: TokenSubject,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Any:
+) -> Response:
     """Place an order (PENDING); a worker reserves its stock shortly after."""
     state = request.app.state
+    max_open_orders = state.settings.max_open_orders_per_user
     if idempotency_key is None and state.engine.dialect.name == "postgresql":
-        # The common case, as one statement on the driver: no session, no transaction block.
+        # The common case, as one statement on the driver: no session, no transaction block;
+        # the statement also checks the account (the token alone was read so far).
         order = await service.place_order(
-            state.engine,
-            user=user,
-            lines=body.items,
-            max_open_orders=settings.max_open_orders_per_user,
+            state.engine, user_id=user_id, lines=body.items, max_open_orders=max_open_orders
         )
         state.announcer.announce()
         created = json_response(order, status_code=201)
         created.headers["Location"] = f"/api/v2/orders/{order['id']}"
         return created
+    user = await load_caller(request, user_id)
     async with session_scope(request) as session:
-        return await _create_in_session(session, body, user, settings, response, idempotency_key)
+        return await _create_in_session(session, body, user, max_open_orders, idempotency_key)
 
 
 async def _create_in_session(
     session: AsyncSession,
     body: OrderCreateIn,
     user: Principal,
-    settings: Settings,
-    response: Response,
+    max_open_orders: int,
     idempotency_key: str | None,
-) -> Any:
+) -> Response:
     claim = await idempotency.claim(
         session,
         user_id=user.id,
@@ -113,13 +109,14 @@ async def _create_in_session(
     if claim.replay is not None:
         return claim.replay
     view = await service.create_order(
-        session, user=user, lines=body.items, max_open_orders=settings.max_open_orders_per_user
+        session, user=user, lines=body.items, max_open_orders=max_open_orders
     )
     out = order_out(view)
     location = f"/api/v2/orders/{view.order.id}"
-    response.headers["Location"] = location
-    claim.store(status=201, body=out.model_dump_json().encode(), location=location)
-    return out
+    created = model_response(out, status_code=201)
+    created.headers["Location"] = location
+    claim.store(status=201, body=bytes(created.body), location=location)
+    return created
 
 
 @router.get("", responses=problem_responses(Unauthorized))

@@ -20,7 +20,7 @@ from taskhub.auth.principal import Principal
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
 from taskhub.driver_reads import DriverQuery, pooled
-from taskhub.errors import Conflict, InvalidTransition, NotFound, Unprocessable
+from taskhub.errors import Conflict, InvalidTransition, NotFound, Unauthorized, Unprocessable
 from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
 from taskhub.models.order import OPEN_STATUSES
@@ -151,14 +151,17 @@ async def create_order(
 
 # PostgreSQL: the whole creation in one statement, so one round trip and no BEGIN/COMMIT.
 # Prices, the order, its lines and the order.created event come from one snapshot and are
-# written together or not at all; the order row is only inserted if every product is
-# orderable, the total fits, and (with a quota) the user has room for another open order.
-# Every priced line comes back, with the new order's columns (NULL when nothing was written),
-# so that a refusal can be explained.
+# written together or not at all; the order row is only inserted if the account exists and
+# is active (the route reads only the token), every product is orderable, the total fits,
+# and (with a quota) the user has room for another open order. Every priced line comes back,
+# with the new order's columns (NULL when nothing was written), so that a refusal can be
+# explained.
 PLACE_ORDER = DriverQuery(
     text(
         """
-WITH line AS (
+WITH account AS (
+    SELECT users.id FROM users WHERE users.id = CAST(:user_id AS INTEGER) AND users.is_active
+), line AS (
     SELECT * FROM unnest(CAST(:product_ids AS INTEGER[]), CAST(:quantities AS INTEGER[]))
         AS l(product_id, quantity)
 ), priced AS (
@@ -176,6 +179,7 @@ WITH line AS (
         sum(CAST(priced.quantity AS BIGINT) * priced.price_cents)
     FROM priced
     HAVING count(*) = CAST(:lines AS INTEGER)
+        AND EXISTS (SELECT 1 FROM account)
         AND sum(CAST(priced.quantity AS BIGINT) * priced.price_cents) <= CAST(:max_total AS BIGINT)
         AND (CAST(:quota AS INTEGER) = 0 OR (SELECT n FROM open_orders) < CAST(:quota AS INTEGER))
     RETURNING id, created_at, updated_at
@@ -191,7 +195,8 @@ WITH line AS (
     FROM new_order
 )
 SELECT priced.product_id, priced.price_cents, new_order.id, new_order.created_at,
-    new_order.updated_at, (SELECT n FROM open_orders) AS open_orders
+    new_order.updated_at, (SELECT n FROM open_orders) AS open_orders,
+    EXISTS (SELECT 1 FROM account) AS active
 FROM (SELECT 1) AS one
 LEFT JOIN priced ON true
 LEFT JOIN new_order ON true
@@ -205,11 +210,13 @@ LOCK_USER = DriverQuery(select(User.id).where(User.id == bindparam("user_id")).w
 
 
 async def place_order(
-    engine: AsyncEngine, *, user: Principal, lines: Sequence[OrderLineIn], max_open_orders: int
+    engine: AsyncEngine, *, user_id: int, lines: Sequence[OrderLineIn], max_open_orders: int
 ) -> dict[str, Any]:
     """`create_order` on PostgreSQL, as one statement (two in a transaction with a quota).
 
-    Returns the new order as an API document (`order_document`).
+    `user_id` comes from a valid token; the statement itself checks that the account exists
+    and is active (401 otherwise), so the request reads the database once. Returns the new
+    order as an API document (`order_document`).
     """
     checked = _Lines(lines)
     pids = sorted(checked.merged)
@@ -217,7 +224,7 @@ async def place_order(
         "product_ids": pids,
         "quantities": [checked.merged[pid] for pid in pids],
         "lines": len(pids),
-        "user_id": user.id,
+        "user_id": user_id,
         "max_total": MAX_TOTAL_CENTS,
         "quota": max_open_orders,
         "open": _OPEN_STATUS_VALUES,
@@ -228,12 +235,14 @@ async def place_order(
     }
     if max_open_orders:
         async with pooled(engine, transaction=True) as connection:
-            await connection.run(LOCK_USER, user_id=user.id)
+            await connection.run(LOCK_USER, user_id=user_id)
             rows = await connection.run(PLACE_ORDER, **params)
     else:
         rows = await PLACE_ORDER.fetch(engine, **params)
     created = rows[0]
     if created["id"] is None:
+        if not created["active"]:
+            raise Unauthorized()
         if max_open_orders and created["open_orders"] >= max_open_orders:
             raise _quota_exceeded(created["open_orders"], max_open_orders)
         checked.total({r["product_id"]: r["price_cents"] for r in rows if r["product_id"]})
@@ -243,7 +252,7 @@ async def place_order(
     prices = {r["product_id"]: r["price_cents"] for r in rows}
     pending = {
         **created,
-        "user_id": user.id,
+        "user_id": user_id,
         "status": OrderStatus.PENDING.value,
         "total_cents": checked.total(prices),
     }
