@@ -328,15 +328,21 @@ async def test_a_deactivated_or_deleted_account_cannot_order(
 ) -> None:
     # POST /orders reads only the token; on PostgreSQL its one statement checks the account
     # (with or without the quota's user lock), elsewhere the session path reads it first.
+    # GET /orders/{id} reads only the token as well.
     app = await app_factory(settings_factory(max_open_orders_per_user=quota))
     async with client_for(app) as client:
         admin = await make_user(app, client, is_superuser=True)
         inactive, deleted = await make_user(app, client), await make_user(app, client)
         pid = await make_product(client, admin, stock=100)
-        assert (await place_order(client, inactive, [(pid, 1)])).status_code == 201
+        placed = await place_order(client, inactive, [(pid, 1)])
+        assert placed.status_code == 201
+        own = f"/api/v2/orders/{placed.json()['id']}"
         await client.patch(
             f"/api/v1/users/{inactive.id}", json={"is_active": False}, headers=admin.headers
         )
+        # Reading it checks the account in the same statement too (GET /orders/{id}).
+        assert (await client.get(own, headers=inactive.headers)).status_code == 401
+        assert (await client.get(own, headers=admin.headers)).status_code == 200
         assert (
             await client.delete(f"/api/v1/users/{deleted.id}", headers=admin.headers)
         ).status_code == 204

@@ -60,7 +60,8 @@ async def get_token_subject(
     """The user id a valid token names, without reading the account: 401 for a bad token.
 
     Only for a route whose own statement checks that the account exists and is active
-    (and answers 401 when it is not): `POST /orders` on PostgreSQL (orders.service).
+    (and answers 401 when it is not): `POST /orders` on PostgreSQL and `GET /orders/{id}`
+    (orders.service).
     """
     return _token_subject(request, token)
 

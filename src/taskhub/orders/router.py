@@ -139,10 +139,10 @@ async def list_orders(
 @router.get(
     "/{order_id}", response_model=OrderOut, responses=problem_responses(Unauthorized, NotFound)
 )
-async def read_order(order_id: IdPath, request: Request, user: CurrentUser) -> Response:
+async def read_order(order_id: IdPath, request: Request, user_id: TokenSubject) -> Response:
     """One order with its lines, total and state."""
     engine = request.app.state.engine
-    return json_response(await service.read_order(engine, order_id=order_id, user=user))
+    return json_response(await service.read_order(engine, order_id=order_id, user_id=user_id))
 
 
 @router.post("/{order_id}/confirm", responses=TRANSITION_ERRORS)
