@@ -162,3 +162,20 @@ def json_page_response(page: Mapping[str, Any], next_cursor: str | None) -> Resp
         (b'{"items":', page["items"].encode(), b',"next_cursor":', orjson.dumps(next_cursor), b"}")
     )
     return Response(body, media_type="application/json")
+
+
+def page_of(
+    rows: Sequence[Mapping[str, Any]],
+    limit: int,
+    key: Callable[[Mapping[str, Any]], list[Any]],
+    *,
+    as_json: bool,
+) -> Response:
+    """The response of a list query: its one `json_page` row (`as_json`), or its `limit + 1`
+    rows. `key` gives the sort key of the page's last row, for the next cursor."""
+    if as_json:
+        page = rows[0]
+        more = page["matched"] > limit
+        return json_page_response(page, encode_cursor(key(page)) if more else None)
+    items, next_cursor = split_page(rows, limit, key)
+    return page_response(items, next_cursor)

@@ -116,7 +116,10 @@ def make_consumer(
     name: str | None = None,
     claim_idle_ms: int = 5000,
     max_deliveries: int = 3,
+    batch_size: int | None = None,
 ) -> StreamConsumer:
+    """A consumer of concurrency 4; with `batch_size`, batches on (the worker's PostgreSQL
+    setting)."""
     return StreamConsumer(
         redis=redis,
         keys=StreamKeys(settings.redis_prefix),
@@ -129,6 +132,8 @@ def make_consumer(
         maxlen=settings.stream_maxlen,
         block_ms=200,
         retry_base_seconds=0.02,
+        batches=batch_size is not None,
+        batch_size=batch_size or 1,
     )
 
 
@@ -397,20 +402,7 @@ async def test_a_backlog_is_applied_in_batches_larger_than_the_concurrency(
     await ensure_group(redis_client, keys)
     for i in range(60):
         await redis_client.xadd(keys.stream, entry(f"k{i}"))
-    consumer = StreamConsumer(
-        redis=redis_client,
-        keys=keys,
-        sessionmaker=sessionmaker,
-        registry=recorder.registry,
-        name="batcher",
-        concurrency=4,
-        claim_idle_ms=5000,
-        max_deliveries=3,
-        maxlen=settings.stream_maxlen,
-        block_ms=200,
-        batches=True,
-        batch_size=25,
-    )
+    consumer = make_consumer(settings, sessionmaker, redis_client, recorder, batch_size=25)
     running(consumer)
 
     async def all_applied() -> bool:

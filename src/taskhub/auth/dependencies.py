@@ -29,7 +29,15 @@ USER_BY_ID = DriverQuery(
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login/access-token", auto_error=False)
 
 
-def _token_subject(request: Request, token: str | None) -> int:
+async def get_token_subject(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> int:
+    """The user id a valid token names, without reading the account: 401 for a bad token.
+
+    As a dependency of its own, only for a route whose own statement checks that the account
+    exists and is active (and answers 401 when it is not): `POST /orders` on PostgreSQL and
+    `GET /orders/{id}` (orders.service).
+    """
     if not token:
         raise Unauthorized("Not authenticated")
     claims = decode_access_token(token, key=request.app.state.settings.signing_key())
@@ -51,19 +59,7 @@ async def get_current_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Caller:
     """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
-    return await load_caller(request, _token_subject(request, token))
-
-
-async def get_token_subject(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> int:
-    """The user id a valid token names, without reading the account: 401 for a bad token.
-
-    Only for a route whose own statement checks that the account exists and is active
-    (and answers 401 when it is not): `POST /orders` on PostgreSQL and `GET /orders/{id}`
-    (orders.service).
-    """
-    return _token_subject(request, token)
+    return await load_caller(request, await get_token_subject(request, token))
 
 
 async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> Caller:

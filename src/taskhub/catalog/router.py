@@ -24,10 +24,7 @@ from taskhub.pagination import (
     PageQuery,
     database_writes_pages,
     decode_cursor,
-    encode_cursor,
-    json_page_response,
-    page_response,
-    split_page,
+    page_of,
 )
 from taskhub.query import documented, query_of
 from taskhub.routing import V2, PrefixRouter
@@ -70,12 +67,7 @@ async def list_products(
         in_stock=search.in_stock,
         as_json=as_json,
     )
-    if as_json:
-        page = rows[0]
-        more = page["matched"] > limit
-        return json_page_response(page, encode_cursor([page["id"]]) if more else None)
-    items, next_cursor = split_page(rows, limit, lambda row: [row["id"]])
-    return page_response(items, next_cursor)
+    return page_of(rows, limit, lambda last: [last["id"]], as_json=as_json)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))

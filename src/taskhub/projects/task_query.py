@@ -28,14 +28,7 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import (
-    decode_cursor,
-    encode_cursor,
-    json_page,
-    json_page_response,
-    page_response,
-    split_page,
-)
+from taskhub.pagination import decode_cursor, json_page, page_of
 
 
 class TaskSort(StrEnum):
@@ -270,16 +263,12 @@ async def list_tasks(
     )
     rows = await query.fetch(engine, **params)
 
-    def cursor_after(last: Row) -> list[Any]:
-        return [sort.value, _cursor_value(sort, last), last["id"]]
-
-    if as_json:
-        page = rows[0]
-        return json_page_response(
-            page, encode_cursor(cursor_after(page)) if page["matched"] > limit else None
-        )
-    items, next_cursor = split_page(rows, limit, cursor_after)
-    return page_response(items, next_cursor)
+    return page_of(
+        rows,
+        limit,
+        lambda last: [sort.value, _cursor_value(sort, last), last["id"]],
+        as_json=as_json,
+    )
 
 
 _FILTER_NAMES = tuple(field.name for field in fields(TaskFilters))
