@@ -241,7 +241,13 @@ async def test_transient_failures_are_retried_then_dead_lettered(
     running(make_consumer(settings, sessionmaker, redis_client, recorder, max_deliveries=3))
 
     async def settled() -> bool:
-        return recorder.applied["flaky"] == 1 and int(await redis_client.xlen(keys.dead)) == 1
+        # Dead-lettering copies the entry first, then acknowledges it: wait for both.
+        pending = await redis_client.xpending(keys.stream, keys.group)
+        return (
+            recorder.applied["flaky"] == 1
+            and int(await redis_client.xlen(keys.dead)) == 1
+            and pending["pending"] == 0
+        )
 
     await wait_until(settled, timeout=10, what="flaky applied and broken dead-lettered")
     assert recorder.attempts["flaky"] == 3
