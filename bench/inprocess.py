@@ -183,7 +183,9 @@ async def main() -> None:
 
         await upgrade(get_settings())
         app = create_app(get_settings())
-        await lifespan(app)
+        # Keep the lifespan tasks referenced: asyncio holds tasks weakly, and a collected
+        # one shuts its app down (our engine's driver pool with it) in the middle of a run.
+        running = [await lifespan(app)]
         email, password = f"u-{tag}@example.com", "Bench-pass-123!"
         st, body = await call(
             app,
@@ -235,7 +237,7 @@ async def main() -> None:
         if not a.skip_floor:
             sys.path.insert(0, str(KIT))
             floor = importlib.import_module("floor_server")
-            await lifespan(floor.app)
+            running.append(await lifespan(floor.app))
             ftok = orjson.loads((await call(floor.app, "GET", "/token"))[1])["access_token"]
             theirs = {
                 "list_tasks": ("GET", "/tasks", ftok, None, "limit=50"),
