@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     login_client_window_seconds: int = Field(default=60, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     docs_enabled: bool = True
+    # FastAPI's native OpenTelemetry (spans, metrics, logs to the process's configured
+    # providers). Off, it costs nothing per request; see the README.
+    opentelemetry_enabled: bool = False
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_timeout_seconds: float = Field(default=5.0, gt=0)

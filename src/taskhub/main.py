@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from redis.asyncio import Redis
 
 from taskhub import __version__
@@ -27,6 +28,8 @@ from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
 from taskhub.runtime import tune_gc
+
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -101,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         redirect_slashes=False,
+        # Off, FastAPI skips even asking OpenTelemetry for its providers on each request.
+        telemetry=None if settings.opentelemetry_enabled else TELEMETRY_OFF,
     )
     app.state.settings = settings
     install_error_handlers(app)
