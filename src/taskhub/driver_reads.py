@@ -25,7 +25,6 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
@@ -112,7 +111,7 @@ class DriverQuery:
         except _DriverFailure:
             raise _unavailable() from None
         finally:
-            await driver_pool.pool.release(driver)
+            await driver_pool.release(driver)
 
     def _compile(self, dialect: Any) -> _Compiled:
         if self._compiled is None:
@@ -169,7 +168,7 @@ async def pooled(
             # On release asyncpg replaces a closed connection and closes one it cannot reset.
             raise _unavailable() from None
         finally:
-            await driver_pool.pool.release(driver)
+            await driver_pool.release(driver)
         return
     raw = await engine.raw_connection()
     try:
@@ -200,19 +199,39 @@ def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("The database is unavailable; retry shortly")
 
 
-@dataclass(frozen=True, slots=True)
 class _DriverPool:
-    pool: asyncpg.Pool
-    acquire_timeout: float
+    """An asyncpg pool, and how many of its connections are out."""
+
+    def __init__(self, pool: asyncpg.Pool, size: int, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.size = size
+        self.acquire_timeout = acquire_timeout
+        self.out = 0
 
     async def acquire(self) -> Any:
         """A connection, or 503 if none frees up (or none can be opened) in time."""
+        self.out += 1
         try:
+            if self.out <= self.size:
+                # One is free: nothing to wait for (opening one has its own connect timeout),
+                # so no timer is armed and cancelled on every request.
+                return await self.pool.acquire()
             # asyncio.timeout, not acquire(timeout=...), which runs in a task of its own.
             async with asyncio.timeout(self.acquire_timeout):
                 return await self.pool.acquire()
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+            self.out -= 1
             raise _unavailable() from None
+        except BaseException:
+            self.out -= 1
+            raise
+
+    async def release(self, driver: Any) -> None:
+        """Give a connection back (asyncpg replaces one that broke)."""
+        try:
+            await self.pool.release(driver)
+        finally:
+            self.out -= 1
 
 
 _driver_pools: weakref.WeakKeyDictionary[Engine, _DriverPool] = weakref.WeakKeyDictionary()
@@ -237,7 +256,9 @@ async def attach_driver_pool(engine: AsyncEngine, settings: Settings) -> None:
         reset=_keep_session,
         **pg_connect_args(settings),
     )
-    _driver_pools[engine.sync_engine] = _DriverPool(pool, settings.db_timeout_seconds)
+    _driver_pools[engine.sync_engine] = _DriverPool(
+        pool, settings.db_pool_size, settings.db_timeout_seconds
+    )
 
 
 async def detach_driver_pool(engine: AsyncEngine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -30,6 +31,13 @@ async def test_the_driver_pool_serves_hot_reads_within_its_size_and_closes_with_
                 assert r.status_code == 200
             # The reads went through it, opening connections only on demand, at most 3.
             assert 1 <= driver_pool.pool.get_size() <= 3
+            # More at once than it holds: the rest wait their turn, and every one is returned.
+            many = await asyncio.gather(
+                *(client.get("/api/v1/users/me", headers=user.headers) for _ in range(12))
+            )
+            assert {r.status_code for r in many} == {200}
+            assert driver_pool.pool.get_size() <= 3
+            assert driver_pool.out == 0
             async with engine.connect() as connection:
                 own = await connection.scalar(
                     text(

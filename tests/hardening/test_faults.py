@@ -20,6 +20,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from taskhub.config import Settings
+from taskhub.driver_reads import _driver_pools
 from taskhub.main import create_app
 from taskhub.migrate import upgrade
 from tests.commerce.conftest import make_product, place_order, wait_settled
@@ -172,6 +173,8 @@ async def test_pool_exhaustion_and_a_connection_dropped_mid_request_are_503(
         logger.info("after the drop: serving again after %.3fs", took)
         r = await client.post(LOGIN, data={"username": "nobody@example.com", "password": "x" * 9})
         assert r.status_code == 401  # the pool is healthy again, not just one connection
+        # Every connection taken, including the timed-out wait and the dropped one, is back.
+        assert _driver_pools[app.state.engine.sync_engine].out == 0
 
 
 # --- Redis down (API side) --------------------------------------------------------------------
