@@ -11,13 +11,11 @@ import orjson
 from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Integer,
     Select,
     Text,
     bindparam,
-    cast,
     func,
     literal_column,
     select,
@@ -25,7 +23,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskhub.db import UTCDateTime
 from taskhub.errors import BadRequest
 from taskhub.responses import json_response
 
@@ -111,31 +108,31 @@ def database_writes_pages(engine: AsyncEngine) -> bool:
 
 
 def json_page(
-    stmt: Select[*tuple[Any, ...]], order: Sequence[Any], *, keys: Sequence[str]
+    stmt: Select[*tuple[Any, ...]],
+    order: Sequence[Any],
+    *,
+    keys: Sequence[str],
+    document: ColumnElement[str],
 ) -> Select[*tuple[Any, ...]]:
-    """PostgreSQL: a page of `stmt`, in `order`, written as JSON by the database.
+    """PostgreSQL: a page of `stmt`, in `order`, as the JSON the database keeps per row.
 
-    One row: `items`, the JSON array of the first :page_size of :limit rows, byte for byte
-    as `page_response` writes them (objects keyed like the selected columns, in their order,
-    compact, timestamps as pydantic writes them); `matched`, how many of the :limit rows
-    exist (more than :page_size: another page follows); and the `keys` columns of the page's
-    last row, for its cursor. The server then only frames the text (`json_page_response`):
-    no row decoding, no dicts, no dumping.
-
-    Each object is concatenated text, not `json_build_object`: PostgreSQL works out the type
-    of every argument of that variadic function on every call, which made it a third of the
-    query's cost (bench/NOTES.md, change 30).
+    `document` is a row's list item as JSON text, byte for byte what `page_response` writes
+    for it: the `doc` column a trigger keeps on products and tasks (migration 8a4c2f6e1b93).
+    One row comes back: `items`, the JSON array of the first :page_size of :limit rows;
+    `matched`, how many of the :limit rows exist (more than :page_size: another page
+    follows); and the `keys` columns of the page's last row, for its cursor. The server then
+    only frames the text (`json_page_response`): no row decoding, no dicts, no dumping, and
+    the database only joins stored text (bench/NOTES.md, changes 21, 30 and 33).
     """
     rank = func.row_number().over(order_by=order).label("rank_")
-    ranked = stmt.add_columns(rank).order_by(*order).limit(bindparam("limit")).subquery()
-    parts: list[str | ColumnElement[str]] = []
-    for column in stmt.selected_columns:
-        name = str(column.key)
-        parts += ["{" if not parts else ",", orjson.dumps(name).decode(), ":"]
-        parts += _json_value(column, ranked.c[name])
-    written = _concatenated([*parts, "}"])
+    ranked = (
+        stmt.add_columns(document.label("doc_"), rank)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+        .subquery()
+    )
     in_page = ranked.c.rank_ <= bindparam("page_size", type_=Integer())
-    items = func.string_agg(written, aggregate_order_by(_constant(","), ranked.c.rank_))
+    items = func.string_agg(ranked.c.doc_, aggregate_order_by(_constant(","), ranked.c.rank_))
     last = ranked.c.rank_ == bindparam("page_size", type_=Integer())
     page: Select[*tuple[Any, ...]] = select(
         _concatenated(["[", func.coalesce(items.filter(in_page), _constant("")), "]"]).label(
@@ -147,20 +144,9 @@ def json_page(
     return page
 
 
-def _json_value(column: Any, value: ColumnElement[Any]) -> list[str | ColumnElement[str]]:
-    """`value` as JSON text, as `page_response` writes the column's type: SQL text
-    expressions and the constants between them."""
-    kind = column.type
-    parts: list[str | ColumnElement[str]]
-    if isinstance(kind, UTCDateTime):
-        parts = ['"', _iso_utc(value), 'Z"']
-    elif isinstance(kind, Integer | Boolean):
-        parts = [cast(value, Text)]  # 42, true: as JSON writes them
-    else:
-        parts = [cast(func.to_json(value), Text)]  # a string, escaped as JSON escapes it
-    if getattr(column, "nullable", True):
-        return [func.coalesce(_concatenated(parts), _constant("null"))]
-    return parts
+def row_document(table: Any) -> ColumnElement[str]:
+    """The `doc` column of products or tasks (PostgreSQL only; not mapped by the ORM)."""
+    return literal_column(f"{table.name}.doc", type_=Text())
 
 
 def _concatenated(parts: Sequence[str | ColumnElement[str]]) -> ColumnElement[str]:
@@ -176,16 +162,6 @@ def _concatenated(parts: Sequence[str | ColumnElement[str]]) -> ColumnElement[st
     for expression in expressions[1:]:
         result = result + expression
     return result
-
-
-def _iso_utc(timestamp: Any) -> ColumnElement[str]:
-    """A timestamptz in UTC as pydantic writes it, without its `Z`: `2026-11-26T17:40:45.615253`,
-    or without the fraction when it is zero (six digits otherwise: PostgreSQL's own text
-    form drops trailing zeros); NULL stays NULL."""
-    written = func.to_char(
-        func.timezone(_constant("UTC"), timestamp), _constant('YYYY-MM-DD"T"HH24:MI:SS.US')
-    )
-    return func.replace(written, _constant(".000000"), _constant(""))
 
 
 def _constant(text: str) -> ColumnElement[str]:

@@ -228,6 +228,25 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
         assert written == expected, args  # byte for byte
     listed = (await client.get("/api/v2/products", params={"limit": 2})).json()
     assert listed["items"][1]["created_at"] == "2026-01-02T03:04:05Z"
+    assert listed["items"][0]["created_at"].endswith("Z")
     third = (await client.get("/api/v2/products", params={"limit": 3})).json()["items"][2]
     assert third["created_at"] == "2026-01-02T03:04:05.120000Z"
-    assert listed["items"][0]["created_at"].endswith("Z")
+    # Each write rewrites the row's stored document (a trigger): the page follows at once.
+    changed = await client.patch(
+        f"/api/v2/products/{ids[0]}", json={"name": "Renamed ✓"}, headers=admin.headers
+    )
+    restocked = await client.patch(
+        f"/api/v2/products/{ids[3]}/stock", params={"delta": 7}, headers=admin.headers
+    )
+    assert changed.status_code == restocked.status_code == 200
+    listed = (await client.get("/api/v2/products", params={"limit": 50})).json()["items"]
+    by_id = {item["id"]: item for item in listed}
+    assert by_id[ids[0]] == changed.json()
+    assert by_id[ids[3]] == restocked.json()
+    rows = await service.list_products(engine, limit=50, after_id=None, q=None, in_stock=None)
+    page = (
+        await service.list_products(
+            engine, limit=50, after_id=None, q=None, in_stock=None, as_json=True
+        )
+    )[0]
+    assert json_page_response(page, None).body == page_response(rows, None).body

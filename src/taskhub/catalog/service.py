@@ -15,7 +15,7 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
-from taskhub.pagination import json_page
+from taskhub.pagination import json_page, row_document
 
 
 async def create_product(
@@ -86,7 +86,9 @@ def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bo
     elif in_stock is False:
         stmt = stmt.where(Product.stock == 0)
     if as_json:
-        return DriverQuery(json_page(stmt, [Product.id], keys=["id"]))
+        return DriverQuery(
+            json_page(stmt, [Product.id], keys=["id"], document=row_document(Product.__table__))
+        )
     return DriverQuery(stmt.order_by(Product.id).limit(bindparam("limit")))
 
 

@@ -28,7 +28,7 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import decode_cursor, json_page, page_of
+from taskhub.pagination import decode_cursor, json_page, page_of, row_document
 
 
 class TaskSort(StrEnum):
@@ -217,7 +217,9 @@ def _page_query(
         order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
     order.append(Task.id.desc() if sort.descending else Task.id.asc())
     if as_json:
-        return DriverQuery(json_page(stmt, order, keys=sorted({"id", sort.field})))
+        cursor_keys = sorted({"id", sort.field})
+        document = row_document(Task.__table__)
+        return DriverQuery(json_page(stmt, order, keys=cursor_keys, document=document))
     return DriverQuery(stmt.order_by(*order).limit(bindparam("limit", type_=Integer())))
 
 
