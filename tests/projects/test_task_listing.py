@@ -18,7 +18,8 @@ from sqlalchemy import event, insert
 from taskhub.driver_reads import DriverQuery
 from taskhub.models import Task, TaskStatus, User
 from taskhub.pagination import encode_cursor
-from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
+from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks, list_tasks_for_token
+from tests.factories import make_user
 from tests.projects.conftest import Team, make_project
 
 PRIORITIES = ["none", "low", "medium", "high", "urgent"]
@@ -394,3 +395,53 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
     rows = (await list_tasks(app.state.engine, **args, cursor=None, as_json=False)).body
     written = (await list_tasks(app.state.engine, **args, cursor=None, as_json=True)).body
     assert written == rows
+
+
+async def test_an_inactive_or_deleted_account_cannot_list_tasks(
+    app: FastAPI, client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    # On PostgreSQL GET /tasks reads only the token: its page statement reads the account
+    # (list_tasks_for_token); elsewhere the account is read first. 401 at once either way.
+    gone = await make_user(app, client)
+    for actor in (team.viewer, gone):
+        assert (await client.get("/api/v1/tasks", headers=actor.headers)).status_code == 200
+    r = await client.patch(
+        f"/api/v1/users/{team.viewer.id}",
+        json={"is_active": False},
+        headers=team.site_admin.headers,
+    )
+    assert r.status_code == 200
+    r = await client.delete(f"/api/v1/users/{gone.id}", headers=team.site_admin.headers)
+    assert r.status_code == 204
+    for actor in (team.viewer, gone):
+        for params in ({}, {"sort": "-due_date", "status": "todo"}):
+            r = await client.get("/api/v1/tasks", params=params, headers=actor.headers)
+            assert r.status_code == 401, r.text
+            assert r.headers["www-authenticate"] == "Bearer"
+    # The others are unaffected; a site admin still sees every task.
+    assert (await client.get("/api/v1/tasks", headers=team.member.headers)).status_code == 200
+    hidden = await client.get(
+        "/api/v1/tasks", params={"q": "elsewhere"}, headers=team.site_admin.headers
+    )
+    assert len(hidden.json()["items"]) == 5  # in a project the site admin is not a member of
+
+
+@pytest.mark.parametrize("shape", ["postgres"], indirect=True)
+async def test_the_token_page_equals_the_account_page(
+    app: FastAPI, team: Team, big_project: list[dict[str, Any]]
+) -> None:
+    # list_tasks_for_token (one statement for a member, two for a site admin) writes the same
+    # bytes as list_tasks given the account read beforehand.
+    async with app.state.sessionmaker() as session:
+        users = [await session.get(User, actor.id) for actor in (team.member, team.site_admin)]
+    engine = app.state.engine
+    for user in users:
+        assert user is not None
+        for sort, cursor_after in itertools.product((TaskSort.ID, TaskSort.DUE_DATE_DESC), (0, 1)):
+            page = {"filters": TaskFilters(), "sort": sort, "limit": 30, "cursor": None}
+            if cursor_after:
+                first = await list_tasks(engine, user=user, **page, as_json=False)
+                page["cursor"] = orjson.loads(first.body)["next_cursor"]
+            expected = (await list_tasks(engine, user=user, **page, as_json=False)).body
+            written = (await list_tasks_for_token(engine, user_id=user.id, **page)).body
+            assert written == expected, (user.is_superuser, sort, page["cursor"])

@@ -35,8 +35,8 @@ async def get_token_subject(
     """The user id a valid token names, without reading the account: 401 for a bad token.
 
     As a dependency of its own, only for a route whose own statement checks that the account
-    exists and is active (and answers 401 when it is not): `POST /orders` on PostgreSQL and
-    `GET /orders/{id}` (orders.service).
+    exists and is active (and answers 401 when it is not): `POST /orders` and `GET /tasks` on
+    PostgreSQL (orders.service, projects.task_query) and `GET /orders/{id}`.
     """
     if not token:
         raise Unauthorized("Not authenticated")

@@ -12,6 +12,7 @@ page continues exactly after the previous one whatever the sort:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -25,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskhub.auth.principal import Principal
 from taskhub.db import UTCDateTime, escape_like
 from taskhub.driver_reads import DriverQuery, Row
-from taskhub.errors import BadRequest
-from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus
+from taskhub.errors import BadRequest, Unauthorized
+from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
 from taskhub.pagination import decode_cursor, json_page, page_of, row_document
 
@@ -192,12 +193,14 @@ def _page_query(
     sort: TaskSort,
     position: _Position,
     as_json: bool,
+    checks_caller: bool = False,
 ) -> DriverQuery:
     """The statement for one combination of filters, sort and position, compiled once.
 
     Every value is a bound parameter, so the few hundred possible shapes are each built
     once per process; a request only binds its values (see driver_reads). `as_json`
-    (PostgreSQL): the page comes back as one `pagination.json_page` row.
+    (PostgreSQL): the page comes back as one `pagination.json_page` row; `checks_caller`
+    adds the :user_id account's `caller_active` and `caller_superuser` to it.
     """
     keys = _Keys(dialect)
     stmt = select(*TASK_COLUMNS).where(*(_filter(keys, name) for name in filters))
@@ -219,7 +222,14 @@ def _page_query(
     if as_json:
         cursor_keys = sorted({"id", sort.field})
         document = row_document(Task.__table__)
-        return DriverQuery(json_page(stmt, order, keys=cursor_keys, document=document))
+        page = json_page(stmt, order, keys=cursor_keys, document=document)
+        if checks_caller:
+            caller = User.id == bindparam("user_id", type_=Integer())
+            page = page.add_columns(
+                select(User.is_active).where(caller).scalar_subquery().label("caller_active"),
+                select(User.is_superuser).where(caller).scalar_subquery().label("caller_superuser"),
+            )
+        return DriverQuery(page)
     return DriverQuery(stmt.order_by(*order).limit(bindparam("limit", type_=Integer())))
 
 
@@ -237,6 +247,68 @@ async def list_tasks(
 
     `as_json` (PostgreSQL): the database writes the page (`pagination.json_page`).
     """
+    params, names, position = _page_params(filters, sort, limit, cursor)
+    if not user.is_superuser:
+        params["user_id"] = user.id
+    query = _page_query(
+        engine.dialect.name,
+        members_only=not user.is_superuser,
+        filters=names,
+        sort=sort,
+        position=position,
+        as_json=as_json,
+    )
+    return _page_of(await query.fetch(engine, **params), sort, limit, as_json=as_json)
+
+
+async def list_tasks_for_token(
+    engine: AsyncEngine,
+    *,
+    user_id: int,
+    filters: TaskFilters,
+    sort: TaskSort,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    """PostgreSQL: `list_tasks` for the user a token names, without reading the account first.
+
+    The member's page statement reads the account too: gone or inactive, 401 (at once after
+    deactivation, as everywhere). A site admin sees every task: for one, a second statement.
+    """
+    params, names, position = _page_params(filters, sort, limit, cursor)
+    params["user_id"] = user_id
+    query = _page_query(
+        "postgresql",
+        members_only=True,
+        filters=names,
+        sort=sort,
+        position=position,
+        as_json=True,
+        checks_caller=True,
+    )
+    rows = await query.fetch(engine, **params)
+    if not rows[0]["caller_active"]:
+        raise Unauthorized()
+    if rows[0]["caller_superuser"]:
+        admin = _SiteAdmin(id=user_id, is_superuser=True)
+        return await list_tasks(
+            engine, user=admin, filters=filters, sort=sort, limit=limit, cursor=cursor, as_json=True
+        )
+    return _page_of(rows, sort, limit, as_json=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _SiteAdmin:
+    """A Principal known from the page statement's own read of the account."""
+
+    id: int
+    is_superuser: bool
+
+
+def _page_params(
+    filters: TaskFilters, sort: TaskSort, limit: int, cursor: str | None
+) -> tuple[dict[str, Any], tuple[str, ...], _Position]:
+    """The statement's parameters, the filters in use, and where the page starts."""
     params: dict[str, Any] = {"limit": limit + 1, "page_size": limit}
     for field in fields(filters):
         value = getattr(filters, field.name)
@@ -253,18 +325,10 @@ async def list_tasks(
             position = _Position.AFTER_IN_NULLS
         else:
             position, params["after_value"] = _Position.AFTER, value
-    if not user.is_superuser:
-        params["user_id"] = user.id
-    query = _page_query(
-        engine.dialect.name,
-        members_only=not user.is_superuser,
-        filters=names,
-        sort=sort,
-        position=position,
-        as_json=as_json,
-    )
-    rows = await query.fetch(engine, **params)
+    return params, names, position
 
+
+def _page_of(rows: Sequence[Row], sort: TaskSort, limit: int, *, as_json: bool) -> Response:
     return page_of(
         rows,
         limit,
