@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -107,30 +108,62 @@ def database_writes_pages(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One key of a list's order: an expression, its direction, and where NULLs go."""
+
+    expression: Any
+    descending: bool = False
+    nulls_last: bool = False
+
+    def on(self, expression: Any) -> Any:
+        """`expression` ordered like this key (the key's own, or a column carrying it)."""
+        ordered = expression.desc() if self.descending else expression.asc()
+        return ordered.nulls_last() if self.nulls_last else ordered
+
+
+def order_clauses(sort_keys: Sequence[SortKey]) -> list[Any]:
+    """The ORDER BY clauses of `sort_keys`."""
+    return [key.on(key.expression) for key in sort_keys]
+
+
 def json_page(
     stmt: Select[*tuple[Any, ...]],
-    order: Sequence[Any],
+    sort_keys: Sequence[SortKey],
     *,
     keys: Sequence[str],
-    document: ColumnElement[str],
+    table: str,
 ) -> Select[*tuple[Any, ...]]:
-    """PostgreSQL: a page of `stmt`, in `order`, as the JSON the database keeps per row.
+    """PostgreSQL: a page of `stmt`, in `sort_keys` order, as JSON the database keeps per row.
 
-    `document` is a row's list item as JSON text, byte for byte what `page_response` writes
-    for it: the `doc` column a trigger keeps on products and tasks (migration 8a4c2f6e1b93).
-    One row comes back: `items`, the JSON array of the first :page_size of :limit rows;
-    `matched`, how many of the :limit rows exist (more than :page_size: another page
-    follows); and the `keys` columns of the page's last row, for its cursor. The server then
-    only frames the text (`json_page_response`): no row decoding, no dicts, no dumping, and
-    the database only joins stored text (bench/NOTES.md, changes 21, 30 and 33).
+    Each row of the table named `table` keeps its list item as JSON text in a `doc` column,
+    byte for byte what `page_response` writes for it (a trigger writes it: migration
+    8a4c2f6e1b93; the ORM does not map it). One row comes back: `items`, the JSON array of
+    the first :page_size of :limit rows; `matched`, how many of the :limit rows exist (more
+    than :page_size: another page follows); and the `keys` columns of the page's last row,
+    for its cursor. The server then only frames the text (`json_page_response`): no row
+    decoding, no dicts, no dumping, and the database only joins stored text
+    (bench/NOTES.md, changes 21, 30, 33 and 35).
+
+    The :limit rows are chosen exactly as the row query chooses them (`ORDER BY … LIMIT`, so
+    an index or a top-N sort), and only they are ranked: a window over the whole filtered
+    set would sort all of it, documents included, for every page.
     """
-    rank = func.row_number().over(order_by=order).label("rank_")
-    ranked = (
-        stmt.add_columns(document.label("doc_"), rank)
-        .order_by(*order)
+    labels = [f"sort_{i}_" for i in range(len(sort_keys))]
+    document = literal_column(f"{table}.doc", type_=Text())
+    page_rows = (
+        stmt.add_columns(
+            document.label("doc_"),
+            *(key.expression.label(label) for key, label in zip(sort_keys, labels, strict=True)),
+        )
+        .order_by(*order_clauses(sort_keys))
         .limit(bindparam("limit"))
         .subquery()
     )
+    rank = func.row_number().over(
+        order_by=[key.on(page_rows.c[label]) for key, label in zip(sort_keys, labels, strict=True)]
+    )
+    ranked = select(page_rows, rank.label("rank_")).subquery()
     in_page = ranked.c.rank_ <= bindparam("page_size", type_=Integer())
     items = func.string_agg(ranked.c.doc_, aggregate_order_by(_constant(","), ranked.c.rank_))
     last = ranked.c.rank_ == bindparam("page_size", type_=Integer())
@@ -142,11 +175,6 @@ def json_page(
         *(func.max(ranked.c[key]).filter(last).label(key) for key in keys),
     )
     return page
-
-
-def row_document(table: Any) -> ColumnElement[str]:
-    """The `doc` column of products or tasks (PostgreSQL only; not mapped by the ORM)."""
-    return literal_column(f"{table.name}.doc", type_=Text())
 
 
 def _concatenated(parts: Sequence[str | ColumnElement[str]]) -> ColumnElement[str]:

@@ -15,7 +15,7 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
-from taskhub.pagination import json_page, row_document
+from taskhub.pagination import SortKey, json_page, order_clauses
 
 
 async def create_product(
@@ -63,6 +63,9 @@ PRODUCT_COLUMNS = (
 )
 
 
+BY_ID = [SortKey(Product.id)]
+
+
 @lru_cache(maxsize=32)
 def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bool) -> DriverQuery:
     """The catalog page query for one combination of filters, compiled once.
@@ -86,10 +89,8 @@ def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bo
     elif in_stock is False:
         stmt = stmt.where(Product.stock == 0)
     if as_json:
-        return DriverQuery(
-            json_page(stmt, [Product.id], keys=["id"], document=row_document(Product.__table__))
-        )
-    return DriverQuery(stmt.order_by(Product.id).limit(bindparam("limit")))
+        return DriverQuery(json_page(stmt, BY_ID, keys=["id"], table=Product.__tablename__))
+    return DriverQuery(stmt.order_by(*order_clauses(BY_ID)).limit(bindparam("limit")))
 
 
 async def list_products(

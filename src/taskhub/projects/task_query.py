@@ -29,7 +29,13 @@ from taskhub.driver_reads import DriverQuery, Row
 from taskhub.errors import BadRequest, Unauthorized
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import decode_cursor, json_page, page_of, row_document
+from taskhub.pagination import (
+    SortKey,
+    decode_cursor,
+    json_page,
+    order_clauses,
+    page_of,
+)
 
 
 class TaskSort(StrEnum):
@@ -215,14 +221,12 @@ def _page_query(
     if position is not _Position.FIRST:
         stmt = stmt.where(_after(keys, sort, position))
     key = keys.column(sort)
-    order: list[Any] = []
+    sort_keys = [SortKey(Task.id, descending=sort.descending)]
     if key is not None:
-        order.append(key.desc().nulls_last() if sort.descending else key.asc().nulls_last())
-    order.append(Task.id.desc() if sort.descending else Task.id.asc())
+        sort_keys.insert(0, SortKey(key, descending=sort.descending, nulls_last=True))
     if as_json:
         cursor_keys = sorted({"id", sort.field})
-        document = row_document(Task.__table__)
-        page = json_page(stmt, order, keys=cursor_keys, document=document)
+        page = json_page(stmt, sort_keys, keys=cursor_keys, table=Task.__tablename__)
         if checks_caller:
             caller = User.id == bindparam("user_id", type_=Integer())
             page = page.add_columns(
@@ -230,7 +234,9 @@ def _page_query(
                 select(User.is_superuser).where(caller).scalar_subquery().label("caller_superuser"),
             )
         return DriverQuery(page)
-    return DriverQuery(stmt.order_by(*order).limit(bindparam("limit", type_=Integer())))
+    return DriverQuery(
+        stmt.order_by(*order_clauses(sort_keys)).limit(bindparam("limit", type_=Integer()))
+    )
 
 
 async def list_tasks(
