@@ -187,7 +187,9 @@ async def test_kill_9_mid_batch_then_a_new_worker_settles_every_order_once(
         for _ in range(150)
     ]
     await stack.orders(lines)
-    first = workers(stack.settings, WORKER_CONCURRENCY="4")
+    # Small batches, so that the first worker is still at it when it is killed: reading up to
+    # 100 entries at once, it settled all 150 orders between two polls on a fast machine.
+    first = workers(stack.settings, WORKER_CONCURRENCY="4", WORKER_BATCH_SIZE="5")
 
     async def some_settled() -> bool:
         return await pending_orders(stack.engine) < 150
@@ -219,7 +221,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     n_orders = 400
     product = await stack.product(stock=10_000)
     await stack.orders([[(product, 1)] for _ in range(n_orders)])
-    first = workers(stack.settings)
+    first = workers(stack.settings, WORKER_BATCH_SIZE="10")  # still busy at SIGTERM
 
     async def some_settled() -> bool:
         return await pending_orders(stack.engine) < n_orders
