@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import func, select, text
@@ -23,12 +24,14 @@ from taskhub.migrate import upgrade
 from taskhub.models import Order, OrderStatus
 from tests.conftest import (
     clean_tables,
+    client_for,
     create_pg_database,
     drop_pg_database,
     make_settings,
     pg_url,
     started_apps,
 )
+from tests.factories import make_user
 from tests.processes import TaskhubProcess, process_env
 
 
@@ -219,3 +222,29 @@ async def assert_stock_invariant(engine: AsyncEngine) -> None:
             )
         )
         assert mismatched == 0, f"{mismatched} orders disagree with their reservations"
+
+
+@pytest.fixture
+async def stack_factory(
+    fs_settings: Callable[..., Settings],
+    fs_engine: AsyncEngine,
+    fs_app_factory: Callable[[Settings], Any],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build `Stack`s (tests.fullstack.stack); their clients are closed at the end."""
+    from tests.fullstack.stack import Stack  # it uses this module's helpers
+
+    clients: list[httpx.AsyncClient] = []
+
+    async def build(**overrides: Any) -> Stack:
+        # 200 requests at once queue for the pool on this 2-core machine: let them wait.
+        settings = fs_settings(**{"db_timeout_seconds": 30, **overrides})
+        app = await fs_app_factory(settings)
+        client = client_for(app)
+        clients.append(client)
+        admin = await make_user(app, client, is_superuser=True)
+        customer = await make_user(app, client)
+        return Stack(settings, app, client, admin, customer, fs_engine)
+
+    yield build
+    for client in clients:
+        await client.aclose()

@@ -16,7 +16,7 @@ from taskhub.messaging.dispatch import apply_batch, apply_event
 from taskhub.messaging.envelope import Envelope
 from taskhub.orders.events import ORDER_CREATED
 from tests.fullstack.conftest import assert_stock_invariant
-from tests.fullstack.test_orders_pipeline import Stack, stack_factory, stock_of  # noqa: F401
+from tests.fullstack.stack import Stack, stock_of
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
@@ -41,7 +41,7 @@ async def states(stack: Stack, ids: list[int]) -> dict[int, tuple[str, str | Non
 
 
 async def test_a_batch_reserves_in_id_order_all_lines_or_none(
-    stack_factory: Callable[..., Any],  # noqa: F811
+    stack_factory: Callable[..., Any],
 ) -> None:
     stack: Stack = await stack_factory()
     a, b, gone = [await stack.product(stock=s) for s in (5, 3, 10)]
@@ -101,7 +101,7 @@ async def test_a_batch_reserves_in_id_order_all_lines_or_none(
     await assert_stock_invariant(stack.engine)
 
 
-async def test_a_failing_batch_changes_nothing(stack_factory: Callable[..., Any]) -> None:  # noqa: F811
+async def test_a_failing_batch_changes_nothing(stack_factory: Callable[..., Any]) -> None:
     stack: Stack = await stack_factory()
     product = await stack.product(stock=5)
     order = await stack.order([(product, 1)])

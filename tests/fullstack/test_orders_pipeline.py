@@ -8,24 +8,15 @@ only the worker processes relay and handle events.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
-from fastapi import FastAPI
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
 
-from taskhub.config import Settings
-from taskhub.messaging.streams import StreamKeys
-from taskhub.models import OutboxEvent, ProcessedEvent
-from tests.conftest import client_for
 from tests.factories import Actor, make_user
 from tests.fullstack.conftest import (
     WorkerProcess,
@@ -34,129 +25,10 @@ from tests.fullstack.conftest import (
     pending_orders,
     wait_until,
 )
+from tests.fullstack.stack import Stack, processed, stock_of
 from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
-_sku = itertools.count(1)
-
-
-@dataclass
-class Stack:
-    """The API in-process on the full-stack settings, with an admin and a customer."""
-
-    settings: Settings
-    app: FastAPI
-    client: httpx.AsyncClient
-    admin: Actor
-    customer: Actor
-    engine: AsyncEngine
-
-    @property
-    def keys(self) -> StreamKeys:
-        return StreamKeys(self.settings.redis_prefix)
-
-    async def product(self, stock: int) -> int:
-        r = await self.client.post(
-            "/api/v2/products",
-            json={"sku": f"FS-{next(_sku)}", "name": "Widget", "price_cents": 100, "stock": stock},
-            headers=self.admin.headers,
-        )
-        assert r.status_code == 201, r.text
-        product_id: int = r.json()["id"]
-        return product_id
-
-    async def order(self, lines: list[tuple[int, int]], actor: Actor | None = None) -> int:
-        r = await self.client.post(
-            "/api/v2/orders",
-            json={"items": [{"product_id": p, "quantity": q} for p, q in lines]},
-            headers=(actor or self.customer).headers,
-        )
-        assert r.status_code == 201, r.text
-        order_id: int = r.json()["id"]
-        return order_id
-
-    async def orders(self, lines: list[list[tuple[int, int]]], *, parallel: int = 30) -> list[int]:
-        gate = asyncio.Semaphore(parallel)
-
-        async def one(order_lines: list[tuple[int, int]]) -> int:
-            async with gate:
-                return await self.order(order_lines)
-
-        return list(await asyncio.gather(*(one(x) for x in lines)))
-
-    async def drained(self) -> bool:
-        """No order PENDING, nothing left in the outbox, nothing unacknowledged."""
-        if await pending_orders(self.engine):
-            return False
-        async with self.engine.connect() as conn:
-            backlog = await conn.scalar(
-                select(func.count()).where(OutboxEvent.published_at.is_(None))
-            )
-        if backlog:
-            return False
-        redis = self.app.state.redis
-        try:
-            info = await redis.xpending(self.keys.stream, self.keys.group)
-            lag = [g.get("lag") for g in await redis.xinfo_groups(self.keys.stream)]
-        except Exception:  # Redis down, or the stream not created yet
-            return False
-        return int(info["pending"]) == 0 and all(not x for x in lag)
-
-    async def wait_consumers(self, count: int) -> None:
-        """Wait until `count` worker processes joined the consumer group."""
-        redis = self.app.state.redis
-
-        async def joined() -> bool:
-            try:
-                return len(await redis.xinfo_consumers(self.keys.stream, self.keys.group)) >= count
-            except Exception:  # the stream or group does not exist yet
-                return False
-
-        await wait_until(joined, timeout=20, what=f"{count} consumers to join")
-
-    async def wait_drained(self, timeout: float, workers: list[WorkerProcess]) -> None:
-        try:
-            await wait_until(self.drained, timeout=timeout, what="the pipeline to drain")
-        except BaseException:
-            for worker in workers:
-                print(f"--- {worker.log.name}\n{worker.tail()}")  # noqa: T201
-            raise
-
-
-@pytest.fixture
-async def stack_factory(
-    fs_settings: Callable[..., Settings],
-    fs_engine: AsyncEngine,
-    fs_app_factory: Callable[[Settings], Any],
-) -> AsyncIterator[Callable[..., Any]]:
-    clients: list[httpx.AsyncClient] = []
-
-    async def build(**overrides: Any) -> Stack:
-        # 200 requests at once queue for the pool on this 2-core machine: let them wait.
-        settings = fs_settings(**{"db_timeout_seconds": 30, **overrides})
-        app: FastAPI = await fs_app_factory(settings)
-        client = client_for(app)
-        clients.append(client)
-        admin = await make_user(app, client, is_superuser=True)
-        customer = await make_user(app, client)
-        return Stack(settings, app, client, admin, customer, fs_engine)
-
-    yield build
-    for client in clients:
-        await client.aclose()
-
-
-async def processed(engine: AsyncEngine, handler: str) -> int:
-    async with engine.connect() as conn:
-        count = await conn.scalar(select(func.count()).where(ProcessedEvent.handler == handler))
-        return int(count or 0)
-
-
-async def stock_of(engine: AsyncEngine, product_id: int) -> int:
-    async with engine.connect() as conn:
-        return int(
-            await conn.scalar(text("SELECT stock FROM products WHERE id = :id"), {"id": product_id})
-        )
 
 
 async def test_oversell_three_workers_exactly_the_stock_is_reserved(
