@@ -80,7 +80,7 @@ async def test_reads_write_the_response_model_byte_for_byte(
     client: httpx.AsyncClient, admin: Actor, customer: Actor
 ) -> None:
     # The create fast path and GET /orders/{id} build their JSON from database values
-    # (orders.service.order_document); the transitions go through pydantic's OrderOut.
+    # (orders.documents.order_document); the transitions go through pydantic's OrderOut.
     # All must read alike, timestamps included.
     a = await make_product(client, admin, stock=5, price_cents=250)
     b = await make_product(client, admin, stock=5, price_cents=100)

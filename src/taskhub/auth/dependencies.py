@@ -36,7 +36,7 @@ async def get_token_subject(
 
     As a dependency of its own, only for a route whose own statement checks that the account
     exists and is active (and answers 401 when it is not): `POST /orders` and `GET /tasks` on
-    PostgreSQL (orders.service, projects.task_query) and `GET /orders/{id}`.
+    PostgreSQL (orders.service, projects.task_query) and `GET /orders/{id}` (orders.documents).
     """
     if not token:
         raise Unauthorized("Not authenticated")

@@ -21,7 +21,7 @@ from taskhub.errors import (
 )
 from taskhub.idempotency import IdempotencyKeyHeader
 from taskhub.models import OrderStatus
-from taskhub.orders import service
+from taskhub.orders import documents, service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
 from taskhub.orders.service import OrderWithItems
 from taskhub.pagination import (
@@ -142,7 +142,7 @@ async def list_orders(
 async def read_order(order_id: IdPath, request: Request, user_id: TokenSubject) -> Response:
     """One order with its lines, total and state."""
     engine = request.app.state.engine
-    return json_response(await service.read_order(engine, order_id=order_id, user_id=user_id))
+    return json_response(await documents.read_order(engine, order_id=order_id, user_id=user_id))
 
 
 @router.post("/{order_id}/confirm", responses=TRANSITION_ERRORS)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.auth.principal import Principal
@@ -25,11 +25,12 @@ from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
 from taskhub.models.order import OPEN_STATUSES
 from taskhub.observability import request_id_var
+from taskhub.orders.documents import order_document
 from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 
 MAX_TOTAL_CENTS = 2**31 - 1
-_orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
+_orders, _order_items = table_of(Order), table_of(OrderItem)
 # The hottest write path: plain INSERTs compiled once, sent straight to the driver once the
 # transaction is open (driver_reads).
 INSERT_ORDER = DriverQuery(
@@ -257,85 +258,6 @@ async def place_order(
         "total_cents": checked.total(prices),
     }
     return order_document(pending, [(pid, checked.merged[pid], prices[pid]) for pid in pids])
-
-
-_ORDER_TIMES = (
-    "created_at",
-    "updated_at",
-    "reserved_at",
-    "confirmed_at",
-    "paid_at",
-    "cancelled_at",
-)
-# The caller's account, an order it may see (its own, or any for a site admin) and the order's
-# lines, in one round trip (one row per line). No row: the account is gone or inactive; a row
-# without an order: not found.
-_caller = (
-    select(_users.c.id, _users.c.is_superuser)
-    .where(_users.c.id == bindparam("user_id"), _users.c.is_active)
-    .subquery("caller")
-)
-ORDER_WITH_LINES = DriverQuery(
-    select(
-        *(_orders.c[name] for name in ("id", "user_id", "status", "status_reason", "total_cents")),
-        *(_orders.c[name] for name in _ORDER_TIMES),
-        _order_items.c.product_id,
-        _order_items.c.quantity,
-        _order_items.c.unit_price_cents,
-    )
-    .select_from(
-        _caller.outerjoin(
-            _orders,
-            and_(
-                _orders.c.id == bindparam("order_id"),
-                or_(_orders.c.user_id == _caller.c.id, _caller.c.is_superuser),
-            ),
-        ).outerjoin(_order_items, _order_items.c.order_id == _orders.c.id)
-    )
-    .order_by(_order_items.c.product_id)
-)
-
-
-def order_document(
-    order: Mapping[str, Any], lines: Sequence[tuple[int, int, int]]
-) -> dict[str, Any]:
-    """An order as the API writes it (`OrderOut`'s fields, in its order) from database values.
-
-    `lines` are (product_id, quantity, unit_price_cents), ordered by product. For the read
-    paths that skip pydantic (`responses.json_response`); tests hold it equal to `OrderOut`.
-    """
-    document = {
-        "id": order["id"],
-        "user_id": order["user_id"],
-        "status": order["status"],
-        "status_reason": order.get("status_reason"),
-        "total_cents": order["total_cents"],
-        "items": [
-            {"product_id": pid, "quantity": qty, "unit_price_cents": price}
-            for pid, qty, price in lines
-        ],
-    }
-    for name in _ORDER_TIMES:
-        document[name] = order.get(name)
-    return document
-
-
-async def read_order(engine: AsyncEngine, *, order_id: int, user_id: int) -> dict[str, Any]:
-    """`get_order` as an API document, in one statement off the session (the read path).
-
-    `user_id` comes from a valid token; the statement checks the account itself (401).
-    """
-    rows = await ORDER_WITH_LINES.fetch(engine, order_id=order_id, user_id=user_id)
-    if not rows:
-        raise Unauthorized()
-    if rows[0]["id"] is None:
-        raise NotFound("Order not found")
-    lines = [
-        (row["product_id"], row["quantity"], row["unit_price_cents"])
-        for row in rows
-        if row["product_id"] is not None
-    ]
-    return order_document(rows[0], lines)
 
 
 async def get_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
