@@ -256,7 +256,21 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_redis_keys(f"taskhub-bench-{tag}")
     write_report(runs, a)
+
+
+def drop_redis_keys(prefix: str) -> None:
+    """Delete the run's Redis keys (its event stream and the like)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def write_report(runs: list[dict[str, Any]], a: argparse.Namespace) -> None:
