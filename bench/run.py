@@ -255,7 +255,10 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        sql(
+            f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)',
+            f'DROP DATABASE IF EXISTS "{floor_db}" WITH (FORCE)',
+        )
         drop_redis_keys(f"taskhub-bench-{tag}")
     write_report(runs, a)
 
