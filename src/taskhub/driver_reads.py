@@ -202,9 +202,9 @@ def _unavailable() -> ServiceUnavailable:
 class _DriverPool:
     """An asyncpg pool, and how many of its connections are out."""
 
-    def __init__(self, pool: asyncpg.Pool, size: int, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
         self.pool = pool
-        self.size = size
+        self.size = pool.get_max_size()
         self.acquire_timeout = acquire_timeout
         self.out = 0
 
@@ -256,9 +256,7 @@ async def attach_driver_pool(engine: AsyncEngine, settings: Settings) -> None:
         reset=_keep_session,
         **pg_connect_args(settings),
     )
-    _driver_pools[engine.sync_engine] = _DriverPool(
-        pool, settings.db_pool_size, settings.db_timeout_seconds
-    )
+    _driver_pools[engine.sync_engine] = _DriverPool(pool, settings.db_timeout_seconds)
 
 
 async def detach_driver_pool(engine: AsyncEngine) -> None:

@@ -168,28 +168,13 @@ def json_page(
     items = func.string_agg(ranked.c.doc_, aggregate_order_by(_constant(","), ranked.c.rank_))
     last = ranked.c.rank_ == bindparam("page_size", type_=Integer())
     page: Select[*tuple[Any, ...]] = select(
-        _concatenated(["[", func.coalesce(items.filter(in_page), _constant("")), "]"]).label(
-            "items"
-        ),
+        (
+            _constant("[") + func.coalesce(items.filter(in_page), _constant("")) + _constant("]")
+        ).label("items"),
         func.count().label("matched"),
         *(func.max(ranked.c[key]).filter(last).label(key) for key in keys),
     )
     return page
-
-
-def _concatenated(parts: Sequence[str | ColumnElement[str]]) -> ColumnElement[str]:
-    """`a || b || …`, with neighbouring constants joined into one."""
-    merged: list[str | ColumnElement[str]] = []
-    for part in parts:
-        if isinstance(part, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += part
-        else:
-            merged.append(part)
-    expressions = [_constant(p) if isinstance(p, str) else p for p in merged]
-    result = expressions[0]
-    for expression in expressions[1:]:
-        result = result + expression
-    return result
 
 
 def _constant(text: str) -> ColumnElement[str]:

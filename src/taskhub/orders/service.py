@@ -114,6 +114,19 @@ class _Lines:
         ]
         return OrderWithItems(order=order, items=items)
 
+    def pending_document(
+        self, *, user_id: int, created: Mapping[str, Any], prices: dict[int, int]
+    ) -> dict[str, Any]:
+        """`pending_order` as the API document (`order_document`), without ORM objects."""
+        pending = {
+            **created,
+            "user_id": user_id,
+            "status": OrderStatus.PENDING.value,
+            "total_cents": self.total(prices),
+        }
+        lines = [(pid, qty, prices[pid]) for pid, qty in sorted(self.merged.items())]
+        return order_document(pending, lines)
+
     def _error(self, pid: int, field: str, msg: str) -> dict[str, object]:
         return {"loc": ["body", "items", self.first_index[pid], field], "msg": msg}
 
@@ -251,13 +264,7 @@ async def place_order(
             "place_order wrote nothing, for no reason it can tell"
         )  # pragma: no cover
     prices = {r["product_id"]: r["price_cents"] for r in rows}
-    pending = {
-        **created,
-        "user_id": user_id,
-        "status": OrderStatus.PENDING.value,
-        "total_cents": checked.total(prices),
-    }
-    return order_document(pending, [(pid, checked.merged[pid], prices[pid]) for pid in pids])
+    return checked.pending_document(user_id=user_id, created=created, prices=prices)
 
 
 async def get_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:

@@ -73,6 +73,11 @@ class TaskFilters:
     due_after: datetime | None = None
     q: str | None = None
 
+    @classmethod
+    def of(cls, source: object) -> TaskFilters:
+        """The filters carried by the like-named attributes of `source` (a query model)."""
+        return cls(**{field.name: getattr(source, field.name) for field in fields(cls)})
+
 
 TASK_COLUMNS = (
     Task.id,
@@ -253,18 +258,10 @@ async def list_tasks(
 
     `as_json` (PostgreSQL): the database writes the page (`pagination.json_page`).
     """
-    params, names, position = _page_params(filters, sort, limit, cursor)
-    if not user.is_superuser:
-        params["user_id"] = user.id
-    query = _page_query(
-        engine.dialect.name,
-        members_only=not user.is_superuser,
-        filters=names,
-        sort=sort,
-        position=position,
-        as_json=as_json,
-    )
-    return _page_of(await query.fetch(engine, **params), sort, limit, as_json=as_json)
+    member = None if user.is_superuser else user.id
+    page = _Page(filters, sort, limit, cursor)
+    rows = await page.fetch(engine, member=member, as_json=as_json)
+    return page.response(rows, as_json=as_json)
 
 
 async def list_tasks_for_token(
@@ -281,66 +278,63 @@ async def list_tasks_for_token(
     The member's page statement reads the account too: gone or inactive, 401 (at once after
     deactivation, as everywhere). A site admin sees every task: for one, a second statement.
     """
-    params, names, position = _page_params(filters, sort, limit, cursor)
-    params["user_id"] = user_id
-    query = _page_query(
-        "postgresql",
-        members_only=True,
-        filters=names,
-        sort=sort,
-        position=position,
-        as_json=True,
-        checks_caller=True,
-    )
-    rows = await query.fetch(engine, **params)
+    page = _Page(filters, sort, limit, cursor)
+    rows = await page.fetch(engine, member=user_id, as_json=True, checks_caller=True)
     if not rows[0]["caller_active"]:
         raise Unauthorized()
     if rows[0]["caller_superuser"]:
-        admin = _SiteAdmin(id=user_id, is_superuser=True)
-        return await list_tasks(
-            engine, user=admin, filters=filters, sort=sort, limit=limit, cursor=cursor, as_json=True
+        rows = await page.fetch(engine, member=None, as_json=True)
+    return page.response(rows, as_json=True)
+
+
+class _Page:
+    """One requested page: the statement's parameters, the filters in use, where it starts."""
+
+    def __init__(
+        self, filters: TaskFilters, sort: TaskSort, limit: int, cursor: str | None
+    ) -> None:
+        self.sort, self.limit = sort, limit
+        self.params: dict[str, Any] = {"limit": limit + 1, "page_size": limit}
+        for field in fields(filters):
+            value = getattr(filters, field.name)
+            if value is not None and value != "":
+                self.params[field.name] = value.value if isinstance(value, Enum) else value
+        if "q" in self.params:
+            self.params["q"] = f"%{escape_like(self.params['q'])}%"
+        self.filters = tuple(name for name in _FILTER_NAMES if name in self.params)
+        self.position = _Position.FIRST
+        decoded = _decode(sort, cursor)
+        if decoded is not None:
+            value, self.params["after_id"] = decoded
+            if value is None:
+                self.position = _Position.AFTER_IN_NULLS
+            else:
+                self.position, self.params["after_value"] = _Position.AFTER, value
+
+    async def fetch(
+        self, engine: AsyncEngine, *, member: int | None, as_json: bool, checks_caller: bool = False
+    ) -> Sequence[Row]:
+        """The page's rows: among `member`'s projects, or all tasks (None, a site admin)."""
+        query = _page_query(
+            engine.dialect.name,
+            members_only=member is not None,
+            filters=self.filters,
+            sort=self.sort,
+            position=self.position,
+            as_json=as_json,
+            checks_caller=checks_caller,
         )
-    return _page_of(rows, sort, limit, as_json=True)
+        params = self.params if member is None else {**self.params, "user_id": member}
+        return await query.fetch(engine, **params)
 
-
-@dataclass(frozen=True, slots=True)
-class _SiteAdmin:
-    """A Principal known from the page statement's own read of the account."""
-
-    id: int
-    is_superuser: bool
-
-
-def _page_params(
-    filters: TaskFilters, sort: TaskSort, limit: int, cursor: str | None
-) -> tuple[dict[str, Any], tuple[str, ...], _Position]:
-    """The statement's parameters, the filters in use, and where the page starts."""
-    params: dict[str, Any] = {"limit": limit + 1, "page_size": limit}
-    for field in fields(filters):
-        value = getattr(filters, field.name)
-        if value is not None and value != "":
-            params[field.name] = value.value if isinstance(value, Enum) else value
-    if "q" in params:
-        params["q"] = f"%{escape_like(params['q'])}%"
-    names = tuple(name for name in _FILTER_NAMES if name in params)
-    position = _Position.FIRST
-    decoded = _decode(sort, cursor)
-    if decoded is not None:
-        value, params["after_id"] = decoded
-        if value is None:
-            position = _Position.AFTER_IN_NULLS
-        else:
-            position, params["after_value"] = _Position.AFTER, value
-    return params, names, position
-
-
-def _page_of(rows: Sequence[Row], sort: TaskSort, limit: int, *, as_json: bool) -> Response:
-    return page_of(
-        rows,
-        limit,
-        lambda last: [sort.value, _cursor_value(sort, last), last["id"]],
-        as_json=as_json,
-    )
+    def response(self, rows: Sequence[Row], *, as_json: bool) -> Response:
+        """The page's response, from what `fetch` returned."""
+        return page_of(
+            rows,
+            self.limit,
+            lambda last: [self.sort.value, _cursor_value(self.sort, last), last["id"]],
+            as_json=as_json,
+        )
 
 
 _FILTER_NAMES = tuple(field.name for field in fields(TaskFilters))

@@ -107,15 +107,7 @@ async def search_tasks(
 ) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
     # On PostgreSQL the page statement reads the account itself (list_tasks_for_token).
-    filters = TaskFilters(
-        project_id=search.project_id,
-        status=search.status,
-        assignee_id=search.assignee_id,
-        priority=search.priority,
-        due_before=search.due_before,
-        due_after=search.due_after,
-        q=search.q,
-    )
+    filters = TaskFilters.of(search)
     # Serialized straight from the database, not validated again (see list_tasks).
     engine = request.app.state.engine
     sort, limit, cursor = search.sort, search.limit, search.cursor
