@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     # FastAPI's native OpenTelemetry (spans, metrics, logs to the process's configured
     # providers). Off, it costs nothing per request; see the README.
     opentelemetry_enabled: bool = False
-    db_pool_size: int = Field(default=20, ge=1)
+    # One budget per process, split between its pools (taskhub.db.pool_sizes).
+    db_pool_size: int = Field(default=20, ge=2)
     db_max_overflow: int = Field(default=0, ge=0)
     db_timeout_seconds: float = Field(default=5.0, gt=0)
     # Long-running processes: objects allocated between two young-generation collections

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -72,8 +73,12 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
-    """Create the async engine for the configured database."""
+def make_engine(settings: Settings, *, pool: bool = True, driver_pool: bool = False) -> AsyncEngine:
+    """Create the async engine for the configured database.
+
+    `driver_pool`: the process will also attach a driver pool (taskhub.driver), which then
+    takes its share of the DB_POOL_SIZE budget (`pool_sizes`).
+    """
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
@@ -85,13 +90,34 @@ def make_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
     kwargs: dict[str, Any] = {"connect_args": pg_connect_args(settings), "pool_pre_ping": False}
     if pool:
         kwargs.update(
-            pool_size=settings.db_pool_size,
+            pool_size=pool_sizes(settings, driver_pool=driver_pool).sqlalchemy,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_timeout_seconds,
         )
     else:
         kwargs["poolclass"] = NullPool
     return create_async_engine(settings.database_url, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSizes:
+    """How a process's DB_POOL_SIZE connections are split between its two pools."""
+
+    driver: int
+    sqlalchemy: int
+
+
+def pool_sizes(settings: Settings, *, driver_pool: bool) -> PoolSizes:
+    """One budget per process: DB_POOL_SIZE connections in all, whatever the pools.
+
+    A process with a driver pool (the server, on PostgreSQL) gives it three quarters: the
+    hot paths run there; ORM sessions take the rest (at least one each).
+    """
+    total = settings.db_pool_size
+    if not driver_pool:
+        return PoolSizes(driver=0, sqlalchemy=total)
+    driver = max(1, total * 3 // 4)
+    return PoolSizes(driver=driver, sqlalchemy=total - driver)
 
 
 def pg_connect_args(settings: Settings) -> dict[str, Any]:
@@ -118,7 +144,7 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # A single read on an AUTOCOMMIT connection (driver_reads) needs no transaction.
+        # A single read on an AUTOCOMMIT connection (taskhub.driver) needs no transaction.
         if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
         conn.exec_driver_sql("BEGIN IMMEDIATE")

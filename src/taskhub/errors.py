@@ -6,12 +6,13 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -80,6 +81,18 @@ class InvalidTransition(Conflict):
 
     def __init__(self, detail: str, *, current_status: str) -> None:
         super().__init__(detail, current_status=current_status)
+
+
+class ConcurrentUpdate(Conflict):
+    """A concurrent transaction got in the way (a deadlock, a serialization failure, a row
+    deleted under the request); the same request, retried, is decided afresh."""
+
+    type_slug, title = "concurrent-update", "Concurrent Update"
+
+    def __init__(
+        self, detail: str = "A concurrent change got in the way; retry the request"
+    ) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
 
 
 class InsufficientStock(Conflict):
@@ -246,21 +259,77 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     return openapi
 
 
+_UNAVAILABLE = "The database is unavailable; retry shortly"
+# SQLSTATE prefixes that mean the database cannot serve the request right now: connection
+# exceptions (08), insufficient resources such as too many connections (53), operator
+# intervention such as a shutdown, the database starting up or a statement timeout (57),
+# an unknown database (3D), refused credentials (28), a lock not available (55P03).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "3D", "28", "55P03")
+_CONCURRENT_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock
+
+
+def database_error(exc: BaseException) -> AppError | None:
+    """The problem a database failure means for the client; None for one that is a bug.
+
+    The one map of database errors, for SQLAlchemy's exceptions and the driver's (asyncpg,
+    sqlite3) alike. Nothing in it echoes the database's own message.
+    """
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, PoolTimeoutError | OSError | TimeoutError | asyncpg.InterfaceError):
+        return ServiceUnavailable(_UNAVAILABLE)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return ServiceUnavailable(_UNAVAILABLE)
+    sqlstate = _sqlstate(exc)
+    if sqlstate is None:
+        if isinstance(exc, OperationalError | InterfaceError):
+            return ServiceUnavailable(_UNAVAILABLE)  # SQLite busy or locked, a lost connection
+        if isinstance(exc, IntegrityError):
+            return ConcurrentUpdate()  # SQLite: a row referenced was deleted meanwhile
+        if isinstance(exc, DataError):
+            return _refused_value()
+        return None
+    if sqlstate.startswith("22"):
+        return _refused_value()
+    if sqlstate in _CONCURRENT_SQLSTATES or sqlstate.startswith("23"):
+        # An integrity violation the service did not anticipate is a race: a referenced row
+        # deleted, a unique value taken, meanwhile.
+        return ConcurrentUpdate()
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return ServiceUnavailable(_UNAVAILABLE)
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same work later may succeed: the database (or the pool) was
+    unavailable, or a concurrent transaction got in the way."""
+    return isinstance(database_error(exc), ServiceUnavailable | ConcurrentUpdate)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    code = getattr(cause, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _refused_value() -> Unprocessable:
+    return Unprocessable(
+        "A value in the request cannot be stored "
+        "(for example a NUL character in text, or a number out of range)"
+    )
+
+
 def _json_safe_errors(errors: Any) -> list[dict[str, Any]]:
     safe: list[dict[str, Any]] = []
     for err in errors:
         item = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
         safe.append(item)
     return safe
-
-
-def _is_bad_value(exc: DBAPIError) -> bool:
-    """A data exception (SQLSTATE class 22): the database refused a value the client sent.
-
-    asyncpg reports some of them (NUL in text, 22021) as a plain DBAPIError, not a DataError.
-    """
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(exc, DataError) or (isinstance(sqlstate, str) and sqlstate.startswith("22"))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -319,36 +388,21 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
         )
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
+    @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(OSError)
-    async def _db_down(request: Request, exc: Exception) -> Response:
-        logger.warning("dependency unavailable: %s", exc.__class__.__name__)
-        return problem_response(
-            503,
-            "The database is unavailable; retry shortly",
-            headers={"Retry-After": "5"},
-            instance=request.url.path,
-        )
-
-    @app.exception_handler(DBAPIError)
-    async def _db_error(request: Request, exc: DBAPIError) -> Response:
-        if exc.connection_invalidated:
-            return await _db_down(request, exc)
-        if _is_bad_value(exc):
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _database_error(request: Request, exc: Exception) -> Response:
+        error = database_error(exc)
+        if error is None:
+            logger.exception("database error")
             return problem_response(
-                422,
-                "A value in the request cannot be stored "
-                "(for example a NUL character in text, or a number out of range)",
-                title="Unprocessable Content",
-                type_slug="validation-error",
-                instance=request.url.path,
+                500, "An unexpected database error occurred", instance=request.url.path
             )
-        logger.exception("database error")
-        return problem_response(
-            500, "An unexpected database error occurred", instance=request.url.path
-        )
+        if isinstance(error, ServiceUnavailable):
+            logger.warning("dependency unavailable: %s", exc.__class__.__name__)
+        return await _app_error(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, _exc: Exception) -> Response:

@@ -16,7 +16,7 @@ from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
-from taskhub.driver_reads import attach_driver_pool, detach_driver_pool
+from taskhub.driver import attach_driver_pool, detach_driver_pool
 from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings)
+        engine = make_engine(settings, driver_pool=True)
         await attach_driver_pool(engine, settings)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)

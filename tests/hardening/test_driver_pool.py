@@ -1,4 +1,4 @@
-"""The server's pool of bare asyncpg connections for the hot driver paths (driver_reads)."""
+"""The server's pool of bare asyncpg connections for the hot driver paths (taskhub.driver)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 
 from taskhub.config import Settings
-from taskhub.driver_reads import _driver_pools
+from taskhub.db import PoolSizes, pool_sizes
+from taskhub.driver import driver_pool_of
 from taskhub.main import create_app
-from tests.conftest import client_for
+from tests.conftest import client_for, make_settings
 from tests.factories import make_user
 
 
@@ -20,10 +21,11 @@ from tests.factories import make_user
 async def test_the_driver_pool_serves_hot_reads_within_its_size_and_closes_with_the_app(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    app = create_app(settings_factory(db_pool_size=3))
+    # Four connections in all: three for the driver pool, one for ORM sessions.
+    app = create_app(settings_factory(db_pool_size=4))
     async with LifespanManager(app):
         engine = app.state.engine
-        driver_pool = _driver_pools[engine.sync_engine]
+        driver_pool = driver_pool_of(engine)
         async with client_for(app) as client:
             user = await make_user(app, client)
             for _ in range(20):
@@ -45,8 +47,9 @@ async def test_the_driver_pool_serves_hot_reads_within_its_size_and_closes_with_
                         "WHERE application_name = 'taskhub' AND datname = current_database()"
                     )
                 )
-            assert own is not None and own >= driver_pool.pool.get_size()
-    assert engine.sync_engine not in _driver_pools
+            # One budget: both pools together never hold more than DB_POOL_SIZE.
+            assert own is not None and driver_pool.pool.get_size() <= own <= 4
+    assert driver_pool_of(engine) is None
     assert driver_pool.pool.is_closing()
 
 
@@ -54,6 +57,16 @@ async def test_sqlite_has_no_driver_pool(settings_factory: Callable[..., Setting
     app = create_app(settings_factory())
     async with LifespanManager(app):
         if app.state.engine.dialect.name == "sqlite":
-            assert app.state.engine.sync_engine not in _driver_pools
+            assert driver_pool_of(app.state.engine) is None
         else:
-            assert app.state.engine.sync_engine in _driver_pools
+            assert driver_pool_of(app.state.engine) is not None
+
+
+@pytest.mark.parametrize(("total", "driver", "sessions"), [(2, 1, 1), (4, 3, 1), (20, 15, 5)])
+def test_one_connection_budget_is_split_between_the_pools(
+    total: int, driver: int, sessions: int
+) -> None:
+    settings = make_settings(db_pool_size=total)
+    assert pool_sizes(settings, driver_pool=True) == PoolSizes(driver=driver, sqlalchemy=sessions)
+    # A process without a driver pool (a worker, SQLite) gives all of it to its sessions.
+    assert pool_sizes(settings, driver_pool=False) == PoolSizes(driver=0, sqlalchemy=total)

@@ -20,7 +20,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from taskhub.config import Settings
-from taskhub.driver_reads import _driver_pools
+from taskhub.driver import driver_pool_of
 from taskhub.main import create_app
 from taskhub.migrate import upgrade
 from tests.commerce.conftest import make_product, place_order, wait_settled
@@ -146,7 +146,8 @@ async def test_postgres_down_is_503_and_the_app_recovers(
 async def test_pool_exhaustion_and_a_connection_dropped_mid_request_are_503(
     start_proxied_app: Callable[..., Awaitable[ProxiedApp]],
 ) -> None:
-    target = await start_proxied_app(db_pool_size=1, db_max_overflow=0)
+    # Two connections in all: one for the driver pool, one for ORM sessions.
+    target = await start_proxied_app(db_pool_size=2, db_max_overflow=0)
     app, proxy = target.app, target.proxy
     async with client_for(app) as client:
         assert (await client.get("/api/v2/products")).status_code == 200
@@ -174,7 +175,7 @@ async def test_pool_exhaustion_and_a_connection_dropped_mid_request_are_503(
         r = await client.post(LOGIN, data={"username": "nobody@example.com", "password": "x" * 9})
         assert r.status_code == 401  # the pool is healthy again, not just one connection
         # Every connection taken, including the timed-out wait and the dropped one, is back.
-        assert _driver_pools[app.state.engine.sync_engine].out == 0
+        assert driver_pool_of(app.state.engine).out == 0
 
 
 # --- Redis down (API side) --------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert
 
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.models import Task, TaskStatus, User
 from taskhub.pagination import encode_cursor
 from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks, list_tasks_for_token
@@ -295,20 +295,20 @@ def count_statements(app: FastAPI) -> Iterator[list[str]]:
         if current is me:
             statements.append(statement)
 
-    # Hot paths skip SQLAlchemy on PostgreSQL and run on the driver (taskhub.driver_reads).
-    driver_run = DriverQuery._run
+    # Hot paths skip SQLAlchemy on PostgreSQL and run on the driver (taskhub.driver).
+    driver_run = DriverStatement._run
 
-    async def run_and_record(query: DriverQuery, driver: Any, dialect: Any, params: Any) -> Any:
+    async def run_and_record(query: DriverStatement, driver: Any, dialect: Any, params: Any) -> Any:
         record(None, None, query._compile(dialect).sql)
         return await driver_run(query, driver, dialect, params)
 
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
-    DriverQuery._run = run_and_record  # type: ignore[method-assign]
+    DriverStatement._run = run_and_record  # type: ignore[method-assign]
     try:
         yield statements
     finally:
-        DriverQuery._run = driver_run  # type: ignore[method-assign]
+        DriverStatement._run = driver_run  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", record)
 
 

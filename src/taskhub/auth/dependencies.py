@@ -9,12 +9,12 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import bindparam, select
 
 from taskhub.auth.principal import Caller
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.errors import Forbidden, Unauthorized
 from taskhub.models import User
 from taskhub.security import decode_access_token
 
-USER_BY_ID = DriverQuery(
+USER_BY_ID = DriverStatement(
     select(
         User.id,
         User.email,
@@ -51,7 +51,7 @@ async def load_caller(request: Request, user_id: int) -> Caller:
     row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=user_id)
     if row is None or not row["is_active"]:
         raise Unauthorized()
-    # The lookup runs on every request: a plain snapshot, no ORM (see driver_reads).
+    # The lookup runs on every request: a plain snapshot, no ORM (see taskhub.driver).
     return Caller(**row)
 
 

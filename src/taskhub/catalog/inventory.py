@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.db import on_postgresql, table_of
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.errors import InsufficientStock, NotFound
 from taskhub.models import MovementReason, Product, Reservation, ReservationState, StockMovement
 
@@ -87,8 +87,8 @@ _products, _reservations, _movements = (
     table_of(StockMovement),
 )
 # The reservation path runs once per order in the workers: plain statements, compiled once
-# and sent straight to the driver (driver_reads).
-TAKE_STOCK = DriverQuery(
+# and sent straight to the driver (taskhub.driver).
+TAKE_STOCK = DriverStatement(
     update(_products)
     .where(
         _products.c.id == bindparam("product_id"),
@@ -98,7 +98,7 @@ TAKE_STOCK = DriverQuery(
     .values(stock=_products.c.stock - bindparam("quantity"))
     .returning(_products.c.id)
 )
-HOLD = DriverQuery(
+HOLD = DriverStatement(
     insert(_reservations).values(
         order_id=bindparam("order_id"),
         product_id=bindparam("product_id"),
@@ -106,7 +106,7 @@ HOLD = DriverQuery(
         state=ReservationState.HELD.value,
     )
 )
-RECORD_MOVEMENT = DriverQuery(
+RECORD_MOVEMENT = DriverStatement(
     insert(_movements).values(
         product_id=bindparam("product_id"),
         delta=bindparam("delta"),
@@ -119,7 +119,7 @@ RECORD_MOVEMENT = DriverQuery(
 
 # PostgreSQL, one line: take the stock, hold it and write the ledger in one statement. The
 # inserts only happen if the guarded UPDATE took the stock.
-TAKE_AND_HOLD = DriverQuery(
+TAKE_AND_HOLD = DriverStatement(
     text(
         """
 WITH taken AS (

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.catalog import inventory
 from taskhub.db import escape_like, utcnow
-from taskhub.driver_reads import DriverQuery, Row
+from taskhub.driver import DriverStatement, Row
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
@@ -67,7 +67,9 @@ BY_ID = [SortKey(Product.id)]
 
 
 @lru_cache(maxsize=32)
-def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bool) -> DriverQuery:
+def _list_query(
+    *, after: bool, search: bool, in_stock: bool | None, as_json: bool
+) -> DriverStatement:
     """The catalog page query for one combination of filters, compiled once.
 
     `as_json` (PostgreSQL): the page comes back as one `pagination.json_page` row.
@@ -89,8 +91,8 @@ def _list_query(*, after: bool, search: bool, in_stock: bool | None, as_json: bo
     elif in_stock is False:
         stmt = stmt.where(Product.stock == 0)
     if as_json:
-        return DriverQuery(json_page(stmt, BY_ID, keys=["id"], table=Product.__tablename__))
-    return DriverQuery(stmt.order_by(*order_clauses(BY_ID)).limit(bindparam("limit")))
+        return DriverStatement(json_page(stmt, BY_ID, keys=["id"], table=Product.__tablename__))
+    return DriverStatement(stmt.order_by(*order_clauses(BY_ID)).limit(bindparam("limit")))
 
 
 async def list_products(

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.db import on_postgresql, table_of
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import ProcessedEvent
 from taskhub.observability import HANDLER_LATENCY, HANDLER_RESULTS
@@ -194,9 +194,9 @@ async def _record_processed(session: AsyncSession, envelope: Envelope, handler: 
 
 
 _processed = table_of(ProcessedEvent)
-# Once per handled event: compiled once, on the driver on PostgreSQL (driver_reads).
+# Once per handled event: compiled once, on the driver on PostgreSQL (taskhub.driver).
 _RECORD_PROCESSED = {
-    name: DriverQuery(
+    name: DriverStatement(
         insert(_processed)
         .values(event_id=bindparam("event_id"), handler=bindparam("handler"))
         .on_conflict_do_nothing()
@@ -204,7 +204,7 @@ _RECORD_PROCESSED = {
     )
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
-RECORD_PROCESSED_MANY = DriverQuery(
+RECORD_PROCESSED_MANY = DriverStatement(
     text(
         "INSERT INTO processed_events (event_id, handler) "
         "SELECT unnest(CAST(:event_ids AS VARCHAR[])), CAST(:handler AS VARCHAR) "

@@ -12,7 +12,7 @@ from sqlalchemy import JSON, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.messaging.envelope import Envelope, envelope_of
 from taskhub.messaging.signal import WakeSignal
 from taskhub.models import OutboxEvent
@@ -20,7 +20,7 @@ from taskhub.observability import request_id_var
 
 logger = logging.getLogger("taskhub.events.outbox")
 
-INSERT_EVENT = DriverQuery(
+INSERT_EVENT = DriverStatement(
     insert(table_of(OutboxEvent))
     .values(
         event_id=bindparam("event_id"),
@@ -63,7 +63,7 @@ async def emit(
 
 
 NOTIFY_CHANNEL = "taskhub_outbox"
-NOTIFY_RELAYS = DriverQuery(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+NOTIFY_RELAYS = DriverStatement(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
 class Announcer:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver_reads import DriverQuery, Row, pooled
+from taskhub.driver import DriverStatement, Row, connection
 from taskhub.messaging.backoff import Backoff
 from taskhub.messaging.envelope import envelope_json
 from taskhub.messaging.outbox import NOTIFY_CHANNEL
@@ -37,7 +37,7 @@ logger = logging.getLogger("taskhub.events.relay")
 _outbox = table_of(OutboxEvent)
 # Claims a batch and marks it published in one statement. The rows stay locked (and the
 # mark uncommitted) until the XADDs succeeded; concurrent relays skip them.
-CLAIM_BATCH = DriverQuery(
+CLAIM_BATCH = DriverStatement(
     update(_outbox)
     .where(
         _outbox.c.id.in_(
@@ -128,15 +128,10 @@ class Relay:
             await ensure_group(self._redis, self._keys)
             self._group_ready = True
         params = {"batch": self._batch, "now": utcnow()}
-        if self._engine.dialect.name == "postgresql":
-            # Straight on the driver: BEGIN, one UPDATE ... RETURNING, the XADDs, COMMIT.
-            async with pooled(self._engine, transaction=True) as connection:
-                rows = await connection.run(CLAIM_BATCH, **params)
-                await self._xadd(rows)
-        else:
-            async with self._sessionmaker() as session, session.begin():
-                rows = await CLAIM_BATCH.run(session, **params)
-                await self._xadd(rows)
+        # BEGIN, one UPDATE ... RETURNING, the XADDs, COMMIT.
+        async with connection(self._engine, transaction=True) as lent:
+            rows = await lent.run(CLAIM_BATCH, **params)
+            await self._xadd(rows)
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 

@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.db import table_of
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.errors import NotFound, Unauthorized
 from taskhub.models import Order, OrderItem, User
 
@@ -35,7 +35,7 @@ _caller = (
     .where(_users.c.id == bindparam("user_id"), _users.c.is_active)
     .subquery("caller")
 )
-ORDER_WITH_LINES = DriverQuery(
+ORDER_WITH_LINES = DriverStatement(
     select(
         *(_orders.c[name] for name in ("id", "user_id", "status", "status_reason", "total_cents")),
         *(_orders.c[name] for name in _ORDER_TIMES),

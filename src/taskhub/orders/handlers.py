@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
-from taskhub.driver_reads import DriverQuery
+from taskhub.driver import DriverStatement
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import MovementReason, Order, OrderItem, OrderStatus, ReservationState
@@ -26,8 +26,8 @@ logger = logging.getLogger("taskhub.orders")
 
 
 _orders, _order_items = table_of(Order), table_of(OrderItem)
-# Once per order, in the workers: compiled once, sent straight to the driver (driver_reads).
-CLAIM_PENDING = DriverQuery(
+# Once per order, in the workers: compiled once, sent straight to the driver (taskhub.driver).
+CLAIM_PENDING = DriverStatement(
     update(_orders)
     .where(_orders.c.id == bindparam("order_id"), _orders.c.status == OrderStatus.PENDING.value)
     .values(
@@ -37,13 +37,13 @@ CLAIM_PENDING = DriverQuery(
     )
     .returning(_orders.c.id)
 )
-ORDER_LINES = DriverQuery(
+ORDER_LINES = DriverStatement(
     select(_order_items.c.product_id, _order_items.c.quantity).where(
         _order_items.c.order_id == bindparam("order_id")
     )
 )
 # PostgreSQL: the claim and the order's lines in one statement (no lines unless claimed).
-CLAIM_WITH_LINES = DriverQuery(
+CLAIM_WITH_LINES = DriverStatement(
     text(
         """
 WITH claimed AS (
@@ -58,7 +58,7 @@ FROM order_items JOIN claimed ON order_items.order_id = claimed.id
 """
     ).bindparams(bindparam("reserved", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 )
-MARK_FAILED = DriverQuery(
+MARK_FAILED = DriverStatement(
     update(_orders)
     .where(_orders.c.id == bindparam("order_id"))
     .values(
@@ -106,26 +106,26 @@ async def reserve_stock(session: AsyncSession, envelope: Envelope) -> None:
 # orders by ascending id and then products by ascending id, and with the strength an UPDATE
 # takes (FOR NO KEY UPDATE): FOR UPDATE would also block the foreign-key checks of orders
 # being created, which lock products in their lines' order, and deadlock with them.
-LOCK_PENDING = DriverQuery(
+LOCK_PENDING = DriverStatement(
     text(
         "SELECT orders.id FROM orders WHERE orders.id = ANY(CAST(:ids AS INTEGER[])) "
         "AND orders.status = CAST(:pending AS VARCHAR) ORDER BY orders.id FOR NO KEY UPDATE"
     )
 )
-LINES_OF = DriverQuery(
+LINES_OF = DriverStatement(
     text(
         "SELECT order_items.order_id, order_items.product_id, order_items.quantity "
         "FROM order_items WHERE order_items.order_id = ANY(CAST(:ids AS INTEGER[]))"
     )
 )
-LOCK_PRODUCTS = DriverQuery(
+LOCK_PRODUCTS = DriverStatement(
     text(
         "SELECT products.id, products.stock FROM products "
         "WHERE products.id = ANY(CAST(:ids AS INTEGER[])) AND products.deleted_at IS NULL "
         "ORDER BY products.id FOR NO KEY UPDATE"
     )
 )
-SETTLE_ORDERS = DriverQuery(
+SETTLE_ORDERS = DriverStatement(
     text(
         """
 UPDATE orders SET status = s.status, status_reason = s.reason,
@@ -138,7 +138,7 @@ WHERE orders.id = s.id
 """
     ).bindparams(bindparam("now", type_=UTCDateTime()))
 )
-TAKE_MANY = DriverQuery(
+TAKE_MANY = DriverStatement(
     text(
         """
 UPDATE products SET stock = products.stock - t.quantity
@@ -148,7 +148,7 @@ WHERE products.id = t.id
 """
     )
 )
-HOLD_MANY = DriverQuery(
+HOLD_MANY = DriverStatement(
     text(
         """
 WITH held AS (

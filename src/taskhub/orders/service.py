@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskhub.auth.principal import Principal
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
-from taskhub.driver_reads import DriverQuery, pooled
+from taskhub.driver import DriverStatement, connection
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unauthorized, Unprocessable
 from taskhub.messaging.outbox import emit
 from taskhub.models import Order, OrderItem, OrderStatus, User
@@ -32,8 +32,8 @@ from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 MAX_TOTAL_CENTS = 2**31 - 1
 _orders, _order_items = table_of(Order), table_of(OrderItem)
 # The hottest write path: plain INSERTs compiled once, sent straight to the driver once the
-# transaction is open (driver_reads).
-INSERT_ORDER = DriverQuery(
+# transaction is open (taskhub.driver).
+INSERT_ORDER = DriverStatement(
     insert(_orders)
     .values(
         user_id=bindparam("user_id"),
@@ -42,7 +42,7 @@ INSERT_ORDER = DriverQuery(
     )
     .returning(_orders.c.id, _orders.c.created_at, _orders.c.updated_at)
 )
-INSERT_ITEM = DriverQuery(
+INSERT_ITEM = DriverStatement(
     insert(_order_items).values(
         order_id=bindparam("order_id"),
         product_id=bindparam("product_id"),
@@ -170,7 +170,7 @@ async def create_order(
 # and (with a quota) the user has room for another open order. Every priced line comes back,
 # with the new order's columns (NULL when nothing was written), so that a refusal can be
 # explained.
-PLACE_ORDER = DriverQuery(
+PLACE_ORDER = DriverStatement(
     text(
         """
 WITH account AS (
@@ -220,7 +220,9 @@ LEFT JOIN new_order ON true
 _OPEN_STATUS_VALUES = [status.value for status in OPEN_STATUSES]
 # Serializes one user's creations while a quota is counted (READ COMMITTED: the count in the
 # next statement then sees every order committed before the lock was granted).
-LOCK_USER = DriverQuery(select(User.id).where(User.id == bindparam("user_id")).with_for_update())
+LOCK_USER = DriverStatement(
+    select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+)
 
 
 async def place_order(
@@ -248,9 +250,9 @@ async def place_order(
         "occurred_at": utcnow(),
     }
     if max_open_orders:
-        async with pooled(engine, transaction=True) as connection:
-            await connection.run(LOCK_USER, user_id=user_id)
-            rows = await connection.run(PLACE_ORDER, **params)
+        async with connection(engine, transaction=True) as lent:
+            await lent.run(LOCK_USER, user_id=user_id)
+            rows = await lent.run(PLACE_ORDER, **params)
     else:
         rows = await PLACE_ORDER.fetch(engine, **params)
     created = rows[0]

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.auth.principal import Principal
 from taskhub.db import UTCDateTime, escape_like
-from taskhub.driver_reads import DriverQuery, Row
+from taskhub.driver import DriverStatement, Row
 from taskhub.errors import BadRequest, Unauthorized
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
@@ -205,11 +205,11 @@ def _page_query(
     position: _Position,
     as_json: bool,
     checks_caller: bool = False,
-) -> DriverQuery:
+) -> DriverStatement:
     """The statement for one combination of filters, sort and position, compiled once.
 
     Every value is a bound parameter, so the few hundred possible shapes are each built
-    once per process; a request only binds its values (see driver_reads). `as_json`
+    once per process; a request only binds its values (see taskhub.driver). `as_json`
     (PostgreSQL): the page comes back as one `pagination.json_page` row; `checks_caller`
     adds the :user_id account's `caller_active` and `caller_superuser` to it.
     """
@@ -238,8 +238,8 @@ def _page_query(
                 select(User.is_active).where(caller).scalar_subquery().label("caller_active"),
                 select(User.is_superuser).where(caller).scalar_subquery().label("caller_superuser"),
             )
-        return DriverQuery(page)
-    return DriverQuery(
+        return DriverStatement(page)
+    return DriverStatement(
         stmt.order_by(*order_clauses(sort_keys)).limit(bindparam("limit", type_=Integer()))
     )
 
