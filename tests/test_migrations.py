@@ -19,7 +19,6 @@ from taskhub.migrate import (
     current_revision,
     downgrade,
     head_revision,
-    include_object,
     upgrade,
 )
 from tests.conftest import create_pg_database, drop_pg_database, make_settings, pg_url
@@ -72,7 +71,7 @@ async def autogenerate_diff(settings: Settings) -> list[Any]:
         async with engine.connect() as conn:
 
             def compare(sync_conn: Connection) -> list[Any]:
-                options = {"compare_type": True, "include_object": include_object}
+                options = {"compare_type": True}
                 context = MigrationContext.configure(sync_conn, opts=options)
                 return list(compare_metadata(context, Base.metadata))
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.config import Settings
+from taskhub.driver import DriverConnection
 
 MAX_ID = 2**31 - 1
 
@@ -44,6 +45,14 @@ async def session_scope(
         state.announcer.announce()
 
 
+async def get_transaction(request: Request) -> AsyncIterator[DriverConnection]:
+    """One lent connection and transaction per request (taskhub.driver), for services that
+    run their own statements: committed when the handler returns, rolled back if it raises;
+    the events it wrote are announced after the commit."""
+    async with request.app.state.database.transaction() as db:
+        yield db
+
+
 async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was built with (async: a sync dependency would cost a thread hop)."""
     settings: Settings = request.app.state.settings
@@ -53,5 +62,6 @@ async def get_settings_dep(request: Request) -> Settings:
 # "function" scope: the commit happens before the response is sent, so a failed commit
 # is reported to the client instead of being lost after a 2xx.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+TransactionDep = Annotated[DriverConnection, Depends(get_transaction, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

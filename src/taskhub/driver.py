@@ -26,14 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
-from sqlalchemy import ClauseElement, Engine
+import orjson
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    ClauseElement,
+    ColumnElement,
+    Engine,
+    Integer,
+    String,
+    bindparam,
+    literal_column,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.types import TypeDecorator
 
 from taskhub.config import Settings
 from taskhub.db import pg_connect_args, pool_sizes
@@ -142,6 +155,27 @@ async def _execute(
     return cast(Sequence[Row], result.mappings().all())
 
 
+class Executor(Protocol):
+    """Where a service's statements run: a lent connection, or a session's transaction."""
+
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name: "postgresql" or "sqlite"."""
+        ...
+
+    async def run(self, statement: DriverStatement, **params: Any) -> Sequence[Row]:
+        """Run one statement; the rows it returns, if any."""
+        ...
+
+    async def run_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per parameter set."""
+        ...
+
+    def events_written(self) -> None:
+        """Note that outbox events were written: announce them after the commit."""
+        ...
+
+
 class DriverConnection:
     """A connection lent by `connection`: the driver's on PostgreSQL, SQLAlchemy's on SQLite."""
 
@@ -149,12 +183,117 @@ class DriverConnection:
         self._driver = driver
         self._dialect = dialect
         self._sqlalchemy = sqlalchemy
+        self.wrote_events = False
+
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name."""
+        return str(self._dialect.name)
 
     async def run(self, statement: DriverStatement, **params: Any) -> Sequence[Row]:
         """Run a statement on this connection; the rows it returns, if any."""
         if self._sqlalchemy is not None:
             return await _execute(self._sqlalchemy, statement.statement, params)
         return await statement._run(self._driver, self._dialect, params)
+
+    async def run_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per parameter set (asyncpg pipelines them)."""
+        if not rows:
+            return
+        if self._sqlalchemy is not None:
+            await self._sqlalchemy.execute(statement.statement, [dict(r) for r in rows])
+            return
+        if len(rows) == 1:
+            await statement._run(self._driver, self._dialect, rows[0])
+            return
+        compiled = statement._compile(self._dialect)
+        try:
+            await self._driver.executemany(compiled.sql, [compiled.args(r) for r in rows])
+        except Exception as exc:
+            raise _mapped(exc) from None
+
+    def events_written(self) -> None:
+        """Note that outbox events were written (the lender announces them after commit)."""
+        self.wrote_events = True
+
+
+class SessionExecutor:
+    """A session's transaction as an `Executor` (statements go to the driver on PostgreSQL)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name."""
+        bind = self.session.bind
+        return str(bind.dialect.name) if bind is not None else "sqlite"
+
+    async def run(self, statement: DriverStatement, **params: Any) -> Sequence[Row]:
+        """Run a statement in the session's transaction."""
+        return await statement.run(self.session, **params)
+
+    async def run_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per parameter set, in the session's transaction."""
+        await statement.run_many(self.session, rows)
+
+    def events_written(self) -> None:
+        """Note that outbox events were written (the session's owner announces them)."""
+        self.session.info["outbox_written"] = True
+
+
+def in_session(session: AsyncSession) -> SessionExecutor:
+    """The session's transaction as an `Executor`."""
+    return SessionExecutor(session)
+
+
+class IntegerList(TypeDecorator[list[int]]):
+    """A list of integers bound as one parameter: an INTEGER[] on PostgreSQL, a JSON array
+    (read with json_each) on SQLite. Used through `in_list` and `integer_list`."""
+
+    impl = String()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(Integer()))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: list[int] | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return orjson.dumps(list(value)).decode()
+
+
+class _InList(ColumnElement[bool]):
+    """`column IN (the integers of one list parameter)`, compiled per dialect."""
+
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.parameter = bindparam(name, type_=IntegerList())
+
+
+@compiles(_InList, "postgresql")
+def _in_list_postgresql(element: _InList, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY({compiler.process(element.parameter, **kw)})"
+
+
+@compiles(_InList)
+def _in_list_default(element: _InList, compiler: Any, **kw: Any) -> str:
+    # Both parts are SQLAlchemy's own renderings (a column, a bound parameter's marker).
+    column = compiler.process(element.column, **kw)
+    parameter = compiler.process(element.parameter, **kw)
+    return f"{column} IN (SELECT value FROM json_each({parameter}))"  # noqa: S608
+
+
+def in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN :name` for a list of integers bound as ONE parameter, so that the statement
+    compiles once whatever the list's length (an expanding IN would not)."""
+    return _InList(column, name)
 
 
 @asynccontextmanager
@@ -309,3 +448,66 @@ class _Compiled:
             processor = self.processors.get(name)
             out.append(processor(value) if processor is not None and value is not None else value)
         return out
+
+
+class Database:
+    """The engine with what a service needs to run statements: lent transactions that
+    announce the events they wrote once committed, and single hot statements."""
+
+    def __init__(self, engine: AsyncEngine, *, on_events: Callable[[], None]) -> None:
+        self.engine = engine
+        self._on_events = on_events
+
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name."""
+        return str(self.engine.dialect.name)
+
+    @asynccontextmanager
+    async def transaction(self, *, atomic: bool = True) -> AsyncIterator[DriverConnection]:
+        """A connection whose statements commit together (`atomic=False`: one statement
+        that is atomic on its own, without a transaction block)."""
+        async with connection(self.engine, transaction=atomic) as lent:
+            yield lent
+        if lent.wrote_events:
+            self._on_events()
+
+    @property
+    def pooled(self) -> Executor:
+        """An executor that runs each statement on its own pooled connection, outside any
+        transaction block: for a read (or a write) that is one statement."""
+        return _Pooled(self.engine)
+
+
+class _Pooled:
+    """`Database.pooled`: each statement alone on a pooled connection (the hot path)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name."""
+        return str(self._engine.dialect.name)
+
+    async def run(self, statement: DriverStatement, **params: Any) -> Sequence[Row]:
+        """Run one statement on a pooled connection."""
+        return await statement.fetch(self._engine, **params)
+
+    async def run_many(self, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Not for several statements: they would not commit together."""
+        del statement, rows
+        raise TypeError("Database.pooled runs single statements; use Database.transaction()")
+
+    def events_written(self) -> None:
+        """Not for event writes: they must share the change's transaction."""
+        raise TypeError("events are written in a transaction; use Database.transaction()")
+
+
+def in_constants(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
+    """`column IN ('a', 'b', …)` with the values written into the SQL: a fixed set of codes
+    (statuses), so the statement still compiles once."""
+    for value in values:
+        if not value.replace("_", "").isalnum():
+            raise ValueError(f"not a plain code: {value!r}")
+    return column.in_([literal_column(f"'{value}'") for value in values])

@@ -89,9 +89,7 @@ class ConcurrentUpdate(Conflict):
 
     type_slug, title = "concurrent-update", "Concurrent Update"
 
-    def __init__(
-        self, detail: str = "A concurrent change got in the way; retry the request"
-    ) -> None:
+    def __init__(self, detail: str = "A concurrent change got in the way; retry") -> None:
         super().__init__(detail, headers={"Retry-After": "1"})
 
 

@@ -19,10 +19,11 @@ from typing import Annotated
 
 from fastapi import Header
 from fastapi.responses import Response
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import BigInteger, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import on_postgresql, utcnow
+from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.driver import DriverStatement, Executor
 from taskhub.errors import Conflict, Unprocessable
 from taskhub.models import IdempotencyKey
 
@@ -37,91 +38,113 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
+_keys = table_of(IdempotencyKey)
+_this_key = and_(
+    _keys.c.user_id == bindparam("key_user"),
+    _keys.c.scope == bindparam("key_scope"),
+    _keys.c.key == bindparam("key_name"),
+)
+TRY_LOCK = DriverStatement(
+    select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())).label("got"))
+)
+FIND = DriverStatement(
+    select(
+        _keys.c.request_hash,
+        _keys.c.response_status,
+        _keys.c.response_body,
+        _keys.c.response_location,
+        _keys.c.expires_at,
+    ).where(_this_key)
+)
+FORGET = DriverStatement(delete(_keys).where(_this_key))
+RECORD = DriverStatement(
+    insert(_keys).values(
+        user_id=bindparam("key_user"),
+        scope=bindparam("key_scope"),
+        key=bindparam("key_name"),
+        request_hash=bindparam("request_hash"),
+        expires_at=bindparam("expires_at", type_=UTCDateTime()),
+    )
+)
+STORE = DriverStatement(
+    update(_keys)
+    .where(_this_key)
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body"),
+        response_location=bindparam("location"),
+    )
+)
+_IN_FLIGHT = "A request with this Idempotency-Key is still in progress; retry shortly"
+
 
 @dataclass
 class Claim:
     """A claimed key: `replay` is set when an earlier response must be returned instead."""
 
-    record: IdempotencyKey | None
+    key: dict[str, object] | None
     replay: Response | None = None
 
-    def store(self, *, status: int, body: bytes, location: str | None = None) -> None:
+    async def store(
+        self, db: Executor, *, status: int, body: bytes, location: str | None = None
+    ) -> None:
         """Remember the response, in the same transaction as the effect."""
-        if self.record is not None:
-            self.record.response_status = status
-            self.record.response_body = body
-            self.record.response_location = location
+        if self.key is not None:
+            await db.run(STORE, **self.key, status=status, body=body, location=location)
 
 
 async def claim(
-    session: AsyncSession,
-    *,
-    user_id: int,
-    scope: str,
-    key: str | None,
-    fingerprint: bytes,
+    db: Executor, *, user_id: int, scope: str, key: str | None, fingerprint: bytes
 ) -> Claim:
     """Claim `key` for this request, or return what a previous use of it calls for."""
     if key is None:
-        return Claim(record=None)
+        return Claim(key=None)
+    this = {"key_user": user_id, "key_scope": scope, "key_name": key}
     request_hash = hashlib.sha256(fingerprint).hexdigest()
-    if on_postgresql(session):
+    if db.dialect == "postgresql":
         lock_id = int.from_bytes(
             hashlib.sha256(f"{user_id}\x00{scope}\x00{key}".encode()).digest()[:8],
             "big",
             signed=True,
         )
-        got = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id})
-        if not got:
-            raise Conflict(
-                "A request with this Idempotency-Key is still in progress; retry shortly",
-                headers={"Retry-After": "1"},
-            )
-    existing = await session.get(IdempotencyKey, (user_id, scope, key))
+        if not (await db.run(TRY_LOCK, lock_id=lock_id))[0]["got"]:
+            raise Conflict(_IN_FLIGHT, headers={"Retry-After": "1"})
+    found = await db.run(FIND, **this)
     now = utcnow()
-    if existing is not None and existing.expires_at <= now:
-        await session.delete(existing)
-        await session.flush()
-        existing = None
-    if existing is not None:
-        if existing.request_hash != request_hash:
+    if found and found[0]["expires_at"] <= now:
+        await db.run(FORGET, **this)
+        found = []
+    if found:
+        existing = found[0]
+        if existing["request_hash"] != request_hash:
             raise Unprocessable(
                 "This Idempotency-Key was used with a different request body",
                 errors=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with another body"}],
             )
-        if existing.response_status is None:
-            raise Conflict(
-                "A request with this Idempotency-Key is still in progress; retry shortly",
-                headers={"Retry-After": "1"},
-            )
+        if existing["response_status"] is None:
+            raise Conflict(_IN_FLIGHT, headers={"Retry-After": "1"})
         headers = {"Idempotent-Replayed": "true"}
-        if existing.response_location:
-            headers["Location"] = existing.response_location
+        if existing["response_location"]:
+            headers["Location"] = existing["response_location"]
         return Claim(
-            record=None,
+            key=None,
             replay=Response(
-                existing.response_body or b"",
-                status_code=existing.response_status,
+                bytes(existing["response_body"] or b""),
+                status_code=existing["response_status"],
                 media_type="application/json",
                 headers=headers,
             ),
         )
-    record = IdempotencyKey(
-        user_id=user_id, scope=scope, key=key, request_hash=request_hash, expires_at=now + KEY_TTL
-    )
-    session.add(record)
-    await session.flush()
-    return Claim(record=record)
+    await db.run(RECORD, **this, request_hash=request_hash, expires_at=now + KEY_TTL)
+    return Claim(key=this)
 
 
 async def purge_expired(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     """Delete expired keys; a periodic job."""
     async with sessionmaker() as session, session.begin():
-        count = await session.scalar(
-            select(func.count()).where(IdempotencyKey.expires_at <= utcnow())
+        result = await session.execute(
+            delete(IdempotencyKey)
+            .where(IdempotencyKey.expires_at <= utcnow())
+            .returning(IdempotencyKey.key)
         )
-        if count:
-            await session.execute(
-                delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
-            )
-    return int(count or 0)
+        return len(result.all())

@@ -16,7 +16,7 @@ from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
-from taskhub.driver import attach_driver_pool, detach_driver_pool
+from taskhub.driver import Database, attach_driver_pool, detach_driver_pool
 from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.events = WakeSignal()
         app.state.announcer = Announcer(engine, app.state.events)
+        app.state.database = Database(engine, on_events=app.state.announcer.announce)
         app.state.login_limiter = make_login_limiter(settings, app.state.redis)
         # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
         # or dead outbox rows (embedded).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -15,9 +14,6 @@ from taskhub.config import Settings
 from taskhub.db import make_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Columns only the database knows: triggers write them, the ORM never reads them
-# (products.doc and tasks.doc, migration 8a4c2f6e1b93). Autogenerate must not drop them.
-DATABASE_ONLY_COLUMNS = frozenset({("products", "doc"), ("tasks", "doc")})
 
 
 def alembic_config() -> Config:
@@ -25,15 +21,6 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, _compare_to: Any
-) -> bool:
-    """Alembic's filter: what autogenerate compares (all but `DATABASE_ONLY_COLUMNS`)."""
-    if type_ == "column" and reflected:
-        return (obj.table.name, name) not in DATABASE_ONLY_COLUMNS
-    return True
 
 
 def head_revision() -> str | None:

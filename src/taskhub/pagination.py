@@ -5,24 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    Select,
-    Text,
-    bindparam,
-    func,
-    literal_column,
-    select,
-)
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.errors import BadRequest
 from taskhub.responses import json_response
@@ -101,109 +88,3 @@ def decode_cursor(cursor: str | None, *, size: int, kinds: tuple[type, ...]) -> 
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31:
             raise BadRequest("The cursor is not valid; start again without one")
     return values
-
-
-def database_writes_pages(engine: AsyncEngine) -> bool:
-    """Whether list endpoints have the database write their pages (`json_page`): PostgreSQL."""
-    return engine.dialect.name == "postgresql"
-
-
-@dataclass(frozen=True, slots=True)
-class SortKey:
-    """One key of a list's order: an expression, its direction, and where NULLs go."""
-
-    expression: Any
-    descending: bool = False
-    nulls_last: bool = False
-
-    def on(self, expression: Any) -> Any:
-        """`expression` ordered like this key (the key's own, or a column carrying it)."""
-        ordered = expression.desc() if self.descending else expression.asc()
-        return ordered.nulls_last() if self.nulls_last else ordered
-
-
-def order_clauses(sort_keys: Sequence[SortKey]) -> list[Any]:
-    """The ORDER BY clauses of `sort_keys`."""
-    return [key.on(key.expression) for key in sort_keys]
-
-
-def json_page(
-    stmt: Select[*tuple[Any, ...]],
-    sort_keys: Sequence[SortKey],
-    *,
-    keys: Sequence[str],
-    table: str,
-) -> Select[*tuple[Any, ...]]:
-    """PostgreSQL: a page of `stmt`, in `sort_keys` order, as JSON the database keeps per row.
-
-    Each row of the table named `table` keeps its list item as JSON text in a `doc` column,
-    byte for byte what `page_response` writes for it (a trigger writes it: migration
-    8a4c2f6e1b93; the ORM does not map it). One row comes back: `items`, the JSON array of
-    the first :page_size of :limit rows; `matched`, how many of the :limit rows exist (more
-    than :page_size: another page follows); and the `keys` columns of the page's last row,
-    for its cursor. The server then only frames the text (`json_page_response`): no row
-    decoding, no dicts, no dumping, and the database only joins stored text
-    (bench/NOTES.md, changes 21, 30, 33 and 35).
-
-    The :limit rows are chosen exactly as the row query chooses them (`ORDER BY … LIMIT`, so
-    an index or a top-N sort), and only they are ranked: a window over the whole filtered
-    set would sort all of it, documents included, for every page.
-    """
-    labels = [f"sort_{i}_" for i in range(len(sort_keys))]
-    document = literal_column(f"{table}.doc", type_=Text())
-    page_rows = (
-        stmt.add_columns(
-            document.label("doc_"),
-            *(key.expression.label(label) for key, label in zip(sort_keys, labels, strict=True)),
-        )
-        .order_by(*order_clauses(sort_keys))
-        .limit(bindparam("limit"))
-        .subquery()
-    )
-    rank = func.row_number().over(
-        order_by=[key.on(page_rows.c[label]) for key, label in zip(sort_keys, labels, strict=True)]
-    )
-    ranked = select(page_rows, rank.label("rank_")).subquery()
-    in_page = ranked.c.rank_ <= bindparam("page_size", type_=Integer())
-    items = func.string_agg(ranked.c.doc_, aggregate_order_by(_constant(","), ranked.c.rank_))
-    last = ranked.c.rank_ == bindparam("page_size", type_=Integer())
-    page: Select[*tuple[Any, ...]] = select(
-        (
-            _constant("[") + func.coalesce(items.filter(in_page), _constant("")) + _constant("]")
-        ).label("items"),
-        func.count().label("matched"),
-        *(func.max(ranked.c[key]).filter(last).label(key) for key in keys),
-    )
-    return page
-
-
-def _constant(text: str) -> ColumnElement[str]:
-    """A string constant written into the SQL (not a parameter sent with every call)."""
-    if "'" in text:
-        raise ValueError(f"not a plain SQL string constant: {text!r}")
-    return literal_column(f"'{text}'", type_=Text())
-
-
-def json_page_response(page: Mapping[str, Any], next_cursor: str | None) -> Response:
-    """The `Page` response around a `json_page` row's items."""
-    body = b"".join(
-        (b'{"items":', page["items"].encode(), b',"next_cursor":', orjson.dumps(next_cursor), b"}")
-    )
-    return Response(body, media_type="application/json")
-
-
-def page_of(
-    rows: Sequence[Mapping[str, Any]],
-    limit: int,
-    key: Callable[[Mapping[str, Any]], list[Any]],
-    *,
-    as_json: bool,
-) -> Response:
-    """The response of a list query: its one `json_page` row (`as_json`), or its `limit + 1`
-    rows. `key` gives the sort key of the page's last row, for the next cursor."""
-    if as_json:
-        page = rows[0]
-        more = page["matched"] > limit
-        return json_page_response(page, encode_cursor(key(page)) if more else None)
-    items, next_cursor = split_page(rows, limit, key)
-    return page_response(items, next_cursor)

@@ -25,5 +25,9 @@ def json_response(document: Any, status_code: int = 200) -> Response:
     Timestamps come out as pydantic writes them: ISO 8601 with a `Z` offset, so a document
     built here reads the same as the response model the route declares for its schema.
     """
-    body = orjson.dumps(document, option=orjson.OPT_UTC_Z)
-    return Response(body, status_code=status_code, media_type="application/json")
+    return Response(json_bytes(document), status_code=status_code, media_type="application/json")
+
+
+def json_bytes(document: Any) -> bytes:
+    """The body `json_response` sends for `document` (for answers stored to be replayed)."""
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text, update
 
 from taskhub.db import utcnow
+from taskhub.driver import in_session
 from taskhub.models import Order
 from taskhub.orders.schemas import OrderOut
 from taskhub.orders.service import expire_reservations
@@ -265,7 +266,9 @@ async def test_reservation_expiry(
             update(Order).where(Order.id.in_([old, confirmed])).values(reserved_at=long_ago)
         )
     async with app.state.sessionmaker() as session, session.begin():
-        expired = await expire_reservations(session, cutoff=utcnow() - timedelta(minutes=15))
+        expired = await expire_reservations(
+            in_session(session), cutoff=utcnow() - timedelta(minutes=15)
+        )
     assert expired == 1
     app.state.events.wake()
     order = (await client.get(f"/api/v2/orders/{old}", headers=customer.headers)).json()
@@ -278,7 +281,10 @@ async def test_reservation_expiry(
     statuses = await wait_settled(client, customer, [fresh, confirmed])
     assert statuses == {fresh: "RESERVED", confirmed: "CONFIRMED"}
     async with app.state.sessionmaker() as session, session.begin():
-        assert await expire_reservations(session, cutoff=utcnow() - timedelta(minutes=15)) == 0
+        assert (
+            await expire_reservations(in_session(session), cutoff=utcnow() - timedelta(minutes=15))
+            == 0
+        )
     await assert_stock_invariant(app)
 
 

@@ -73,7 +73,7 @@ async def test_a_batch_reserves_in_id_order_all_lines_or_none(
         third: ("RESERVED", None),
         fourth: ("FAILED", f"insufficient stock for product {b}"),
         cancelled: ("CANCELLED", "cancelled by the customer"),
-        archived: ("FAILED", f"insufficient stock for product {gone}"),
+        archived: ("FAILED", f"product {gone} is no longer available"),
     }
     assert (await stock_of(stack.engine, a), await stock_of(stack.engine, b)) == (0, 0)
     async with stack.engine.connect() as conn:

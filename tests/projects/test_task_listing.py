@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from sqlalchemy import event, insert
 
 from taskhub.driver import DriverStatement
-from taskhub.models import Task, TaskStatus, User
+from taskhub.models import Task, TaskStatus
 from taskhub.pagination import encode_cursor
-from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks, list_tasks_for_token
+from taskhub.projects.task_query import TaskFilters, TaskPage, TaskSort
 from tests.factories import make_user
 from tests.projects.conftest import Team, make_project
 
@@ -324,7 +324,7 @@ async def test_task_list_is_a_constant_number_of_statements(
         assert len(r.json()["items"]) == shown
         counts.append(len([s for s in statements if "tasks" in s]))
         total = len(statements)
-        assert total <= 3, statements  # the user, the page (and BEGIN on SQLite)
+        assert total <= 2, statements  # the page with the account (SQLite: one, then the other)
     assert counts == [1, 1]
     assert any(t["assignee_id"] for t in r.json()["items"])
 
@@ -344,13 +344,27 @@ async def test_project_list_is_a_constant_number_of_statements(
     assert totals[0] == totals[1] <= 3
 
 
+async def both_writers(
+    app: FastAPI, page: TaskPage, *, limit: int, user_id: int | None
+) -> tuple[bytes, bytes]:
+    """The page as the server writes it from rows, and as PostgreSQL writes it."""
+    db = app.state.database.pooled
+    bodies = []
+    for write in (page.statement.page_from_rows, page.statement.page_from_json):
+        response, _ = await write(db, limit=limit, cursor_of=page.cursor_of, **page.params(user_id))
+        assert response is not None
+        bodies.append(bytes(response.body))
+    return bodies[0], bodies[1]
+
+
 @pytest.mark.parametrize("shape", ["postgres"], indirect=True)
 async def test_pages_written_by_postgresql_equal_the_row_pages(
     app: FastAPI, client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
 ) -> None:
-    # On PostgreSQL the database writes GET /tasks pages (pagination.json_page): the same
-    # items and cursors as the rows serialized by the server, for every sort and position.
-    # Text JSON must escape, and a due date whose fraction ends in zeros (six digits).
+    # On PostgreSQL the database writes GET /tasks pages (pages.json_page): the same items
+    # and cursors as the rows serialized by the server (the SQLite path), for every sort and
+    # position, for a member's page and for a site admin's (every task). Text JSON must
+    # escape, and a due date whose fraction ends in zeros (six digits).
     await insert_tasks(
         app,
         [
@@ -361,27 +375,20 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
             }
         ],
     )
-    async with app.state.sessionmaker() as session:
-        member = await session.get(User, team.member.id)
-    assert member is not None
     filters = [TaskFilters(), TaskFilters(status=TaskStatus.TODO), TaskFilters(q="login")]
-    for sort, task_filters in itertools.product(TaskSort, filters):
+    for sort, task_filters, members_only in itertools.product(TaskSort, filters, (True, False)):
         cursor = None
         for _ in range(3):  # the first pages, then one after a cursor, and so on
-            args: dict[str, Any] = {
-                "user": member,
-                "filters": task_filters,
-                "sort": sort,
-                "limit": 40,
-                "cursor": cursor,
-            }
-            rows = (await list_tasks(app.state.engine, **args, as_json=False)).body
-            written = (await list_tasks(app.state.engine, **args, as_json=True)).body
+            page = TaskPage(
+                filters=task_filters, sort=sort, cursor=cursor, members_only=members_only
+            )
+            user_id = team.member.id if members_only else None
+            rows, written = await both_writers(app, page, limit=40, user_id=user_id)
             assert written == rows, (sort, task_filters, cursor)  # byte for byte
             cursor = orjson.loads(rows)["next_cursor"]
             if cursor is None:
                 break
-    # An edit through the API rewrites the task's stored document (a trigger) at once.
+    # An edit through the API shows in the next page at once, as the task's own answer.
     first = big_project[0]["id"]
     edited = await client.patch(
         f"/api/v1/tasks/{first}",
@@ -389,19 +396,18 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
         headers=team.owner.headers,
     )
     assert edited.status_code == 200, edited.text
-    page = await client.get("/api/v1/tasks", params={"limit": 1}, headers=team.member.headers)
-    assert page.json()["items"] == [edited.json()]
-    args = {"user": member, "filters": TaskFilters(), "sort": TaskSort.ID, "limit": 50}
-    rows = (await list_tasks(app.state.engine, **args, cursor=None, as_json=False)).body
-    written = (await list_tasks(app.state.engine, **args, cursor=None, as_json=True)).body
+    listed = await client.get("/api/v1/tasks", params={"limit": 1}, headers=team.member.headers)
+    assert listed.json()["items"] == [edited.json()]
+    page = TaskPage(filters=TaskFilters(), sort=TaskSort.ID, cursor=None, members_only=True)
+    rows, written = await both_writers(app, page, limit=50, user_id=team.member.id)
     assert written == rows
 
 
 async def test_an_inactive_or_deleted_account_cannot_list_tasks(
     app: FastAPI, client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
 ) -> None:
-    # On PostgreSQL GET /tasks reads only the token: its page statement reads the account
-    # (list_tasks_for_token); elsewhere the account is read first. 401 at once either way.
+    # GET /tasks reads only the token: its page statement reads the account (on SQLite,
+    # just before the page). 401 at once either way.
     gone = await make_user(app, client)
     for actor in (team.viewer, gone):
         assert (await client.get("/api/v1/tasks", headers=actor.headers)).status_code == 200
@@ -424,24 +430,3 @@ async def test_an_inactive_or_deleted_account_cannot_list_tasks(
         "/api/v1/tasks", params={"q": "elsewhere"}, headers=team.site_admin.headers
     )
     assert len(hidden.json()["items"]) == 5  # in a project the site admin is not a member of
-
-
-@pytest.mark.parametrize("shape", ["postgres"], indirect=True)
-async def test_the_token_page_equals_the_account_page(
-    app: FastAPI, team: Team, big_project: list[dict[str, Any]]
-) -> None:
-    # list_tasks_for_token (one statement for a member, two for a site admin) writes the same
-    # bytes as list_tasks given the account read beforehand.
-    async with app.state.sessionmaker() as session:
-        users = [await session.get(User, actor.id) for actor in (team.member, team.site_admin)]
-    engine = app.state.engine
-    for user in users:
-        assert user is not None
-        for sort, cursor_after in itertools.product((TaskSort.ID, TaskSort.DUE_DATE_DESC), (0, 1)):
-            page = {"filters": TaskFilters(), "sort": sort, "limit": 30, "cursor": None}
-            if cursor_after:
-                first = await list_tasks(engine, user=user, **page, as_json=False)
-                page["cursor"] = orjson.loads(first.body)["next_cursor"]
-            expected = (await list_tasks(engine, user=user, **page, as_json=False)).body
-            written = (await list_tasks_for_token(engine, user_id=user.id, **page)).body
-            assert written == expected, (user.is_superuser, sort, page["cursor"])

@@ -1,110 +1,31 @@
-"""Stock: the only code that writes `products.stock`, always with a ledger row.
+"""Stock: the only code that writes `products.stock`, `stock_movements` and `reservations`.
 
-Invariant: for every product, stock == sum(stock_movements.delta) and stock >= 0.
-Every decrement is a conditional UPDATE; multi-product changes touch rows in ascending
-product id order, so concurrent reservations never deadlock.
+Invariant: for every product, stock == sum(stock_movements.delta) and stock >= 0. Every
+decrement is a conditional UPDATE (`... WHERE stock >= :n`), and every change of stock
+writes its ledger row in the same transaction. Rows are locked and written in ascending
+product id order, so concurrent reservations, releases and adjustments never deadlock.
+Reservations (`held` → `released` | `consumed`) make release and consumption idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, insert, select, update
 
-from taskhub.db import on_postgresql, table_of
-from taskhub.driver import DriverStatement
+from taskhub.db import table_of
+from taskhub.driver import DriverStatement, Executor, in_list
 from taskhub.errors import InsufficientStock, NotFound
 from taskhub.models import MovementReason, Product, Reservation, ReservationState, StockMovement
 
 # Kept well under the INTEGER column's 2**31 - 1, so that releases can never overflow it.
 MAX_STOCK = 1_000_000_000
 
-
-async def record_initial_stock(
-    session: AsyncSession, *, product_id: int, quantity: int, actor_id: int | None
-) -> None:
-    """Ledger row for a new product's starting stock."""
-    if quantity:
-        await _ledger(
-            session,
-            [(product_id, quantity)],
-            reason=MovementReason.INITIAL,
-            order_id=None,
-            actor_id=actor_id,
-        )
-
-
-async def adjust_stock(session: AsyncSession, *, product_id: int, delta: int, actor_id: int) -> int:
-    """Add or remove stock by hand; 409 if it would go negative. Returns the new stock."""
-    result = await session.execute(
-        update(Product)
-        .where(
-            Product.id == product_id,
-            Product.deleted_at.is_(None),
-            Product.stock + delta >= 0,
-            Product.stock + delta <= MAX_STOCK,
-        )
-        .values(stock=Product.stock + delta)
-        .returning(Product.stock)
-    )
-    new_stock = result.scalar_one_or_none()
-    if new_stock is None:
-        current = await session.scalar(
-            select(Product.stock).where(Product.id == product_id, Product.deleted_at.is_(None))
-        )
-        if current is None:
-            raise NotFound("Product not found")
-        if current + delta < 0:
-            raise InsufficientStock(
-                f"Stock is {current}; a change of {delta} would make it negative",
-                stock=current,
-            )
-        raise InsufficientStock(f"Stock would exceed {MAX_STOCK}", stock=current)
-    await _ledger(
-        session,
-        [(product_id, delta)],
-        reason=MovementReason.ADJUST,
-        order_id=None,
-        actor_id=actor_id,
-    )
-    return int(new_stock)
-
-
-async def prices_of(session: AsyncSession, *, product_ids: Sequence[int]) -> dict[int, int]:
-    """Current prices of the orderable (not deleted) products among `product_ids`."""
-    rows = await session.execute(
-        select(Product.id, Product.price_cents).where(
-            Product.id.in_(product_ids), Product.deleted_at.is_(None)
-        )
-    )
-    return {int(pid): int(price) for pid, price in rows.all()}
-
-
 _products, _reservations, _movements = (
     table_of(Product),
     table_of(Reservation),
     table_of(StockMovement),
-)
-# The reservation path runs once per order in the workers: plain statements, compiled once
-# and sent straight to the driver (taskhub.driver).
-TAKE_STOCK = DriverStatement(
-    update(_products)
-    .where(
-        _products.c.id == bindparam("product_id"),
-        _products.c.stock >= bindparam("quantity"),
-        _products.c.deleted_at.is_(None),
-    )
-    .values(stock=_products.c.stock - bindparam("quantity"))
-    .returning(_products.c.id)
-)
-HOLD = DriverStatement(
-    insert(_reservations).values(
-        order_id=bindparam("order_id"),
-        product_id=bindparam("product_id"),
-        quantity=bindparam("quantity"),
-        state=ReservationState.HELD.value,
-    )
 )
 RECORD_MOVEMENT = DriverStatement(
     insert(_movements).values(
@@ -115,131 +36,206 @@ RECORD_MOVEMENT = DriverStatement(
         actor_id=bindparam("actor_id"),
     )
 )
-
-
-# PostgreSQL, one line: take the stock, hold it and write the ledger in one statement. The
-# inserts only happen if the guarded UPDATE took the stock.
-TAKE_AND_HOLD = DriverStatement(
-    text(
-        """
-WITH taken AS (
-    UPDATE products SET stock = products.stock - CAST(:quantity AS INTEGER)
-    WHERE products.id = CAST(:product_id AS INTEGER)
-        AND products.stock >= CAST(:quantity AS INTEGER)
-        AND products.deleted_at IS NULL
-    RETURNING products.id
-), held AS (
-    INSERT INTO reservations (order_id, product_id, quantity, state)
-    SELECT CAST(:order_id AS INTEGER), taken.id, CAST(:quantity AS INTEGER),
-        CAST(:held AS VARCHAR)
-    FROM taken
-), recorded AS (
-    INSERT INTO stock_movements (product_id, delta, reason, order_id, actor_id)
-    SELECT taken.id, -CAST(:quantity AS INTEGER), CAST(:reason AS VARCHAR),
-        CAST(:order_id AS INTEGER), NULL
-    FROM taken
+ADJUST = DriverStatement(
+    update(_products)
+    .where(
+        _products.c.id == bindparam("product_id"),
+        _products.c.deleted_at.is_(None),
+        _products.c.stock + bindparam("delta") >= 0,
+        _products.c.stock + bindparam("delta") <= MAX_STOCK,
+    )
+    .values(stock=_products.c.stock + bindparam("delta"))
+    .returning(_products.c.stock)
 )
-SELECT taken.id FROM taken
-"""
+CURRENT_STOCK = DriverStatement(
+    select(_products.c.stock).where(
+        _products.c.id == bindparam("product_id"), _products.c.deleted_at.is_(None)
     )
 )
-
-
-async def reserve(
-    session: AsyncSession, *, order_id: int, lines: Sequence[tuple[int, int]]
-) -> int | None:
-    """Hold stock for every line, or for none.
-
-    Returns None on success, or the id of the first product short of stock, in which case
-    nothing was changed. Several lines are taken inside a savepoint, so a short line rolls
-    back the ones before it; a single line needs none (and on PostgreSQL is one statement).
-    """
-    ordered = sorted(lines)
-    if len(ordered) == 1 and on_postgresql(session):
-        [(product_id, quantity)] = ordered
-        taken = await TAKE_AND_HOLD.run(
-            session,
-            product_id=product_id,
-            quantity=quantity,
-            order_id=order_id,
-            held=ReservationState.HELD.value,
-            reason=MovementReason.RESERVE.value,
-        )
-        return None if taken else product_id
-    savepoint = await session.begin_nested() if len(ordered) > 1 else None
-    for product_id, quantity in ordered:
-        taken = await TAKE_STOCK.run(session, product_id=product_id, quantity=quantity)
-        if not taken:
-            if savepoint is not None:
-                await savepoint.rollback()
-            return product_id
-    await HOLD.run_many(
-        session,
-        [{"order_id": order_id, "product_id": pid, "quantity": qty} for pid, qty in ordered],
+# The rows a reservation decides on, locked in ascending id order. FOR NO KEY UPDATE (the
+# strength of an UPDATE) and not FOR UPDATE: the foreign-key checks of orders being created
+# take FOR KEY SHARE on their products, which FOR UPDATE would block.
+LOCK_PRODUCTS = DriverStatement(
+    select(_products.c.id, _products.c.stock, _products.c.deleted_at.is_not(None).label("gone"))
+    .where(in_list(_products.c.id, "product_ids"))
+    .order_by(_products.c.id)
+    .with_for_update(key_share=True)
+)
+TAKE = DriverStatement(
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
+    .values(stock=_products.c.stock - bindparam("quantity"))
+    .returning(_products.c.id)
+)
+GIVE_BACK = DriverStatement(
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"))
+    .values(stock=_products.c.stock + bindparam("quantity"))
+)
+HOLD = DriverStatement(
+    insert(_reservations).values(
+        order_id=bindparam("order_id"),
+        product_id=bindparam("product_id"),
+        quantity=bindparam("quantity"),
+        state=ReservationState.HELD.value,
     )
-    await _ledger(
-        session,
-        [(pid, -qty) for pid, qty in ordered],
-        reason=MovementReason.RESERVE,
-        order_id=order_id,
-        actor_id=None,
+)
+RELEASE = DriverStatement(
+    update(_reservations)
+    .where(
+        in_list(_reservations.c.order_id, "order_ids"),
+        _reservations.c.state == ReservationState.HELD.value,
     )
-    if savepoint is not None:
-        await savepoint.commit()
-    return None
+    .values(state=ReservationState.RELEASED.value, updated_at=func.now())
+    .returning(_reservations.c.order_id, _reservations.c.product_id, _reservations.c.quantity)
+)
+CONSUME = DriverStatement(
+    update(_reservations)
+    .where(
+        _reservations.c.order_id == bindparam("paid_order"),
+        _reservations.c.state == ReservationState.HELD.value,
+    )
+    .values(state=ReservationState.CONSUMED.value, updated_at=func.now())
+    .returning(_reservations.c.id)
+)
+
+Lines = Sequence[tuple[int, int]]  # (product_id, quantity)
 
 
-async def release(session: AsyncSession, *, order_id: int) -> int:
-    """Give back every held reservation of an order, once. Returns the units released."""
-    held = (
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
-            .values(state=ReservationState.RELEASED)
-            .returning(Reservation.product_id, Reservation.quantity)
-        )
-    ).all()
-    lines = sorted((int(pid), int(qty)) for pid, qty in held)
-    for product_id, quantity in lines:
-        await session.execute(
-            update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
-        )
-    if lines:
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Why an order's stock could not be held: the first product that fell short."""
+
+    product_id: int
+    gone: bool  # archived (or never existed), rather than short of stock
+
+
+async def record_initial_stock(
+    db: Executor, *, product_id: int, quantity: int, actor_id: int | None
+) -> None:
+    """Ledger row for a new product's starting stock."""
+    if quantity:
         await _ledger(
-            session, lines, reason=MovementReason.RELEASE, order_id=order_id, actor_id=None
+            db, [(product_id, quantity)], reason=MovementReason.INITIAL, actor_id=actor_id
         )
-    return sum(q for _, q in lines)
 
 
-async def consume(session: AsyncSession, *, order_id: int) -> int:
-    """Turn an order's held reservations into sold stock (on payment). Returns the rows."""
-    result = await session.execute(
-        update(Reservation)
-        .where(Reservation.order_id == order_id, Reservation.state == ReservationState.HELD)
-        .values(state=ReservationState.CONSUMED)
-        .returning(Reservation.id)
+async def adjust_stock(db: Executor, *, product_id: int, delta: int, actor_id: int) -> int:
+    """Add or remove stock by hand; 409 if it would go negative. Returns the new stock."""
+    rows = await db.run(ADJUST, product_id=product_id, delta=delta)
+    if not rows:
+        current = await db.run(CURRENT_STOCK, product_id=product_id)
+        if not current:
+            raise NotFound("Product not found")
+        stock = int(current[0]["stock"])
+        if stock + delta < 0:
+            raise InsufficientStock(
+                f"Stock is {stock}; a change of {delta} would make it negative", stock=stock
+            )
+        raise InsufficientStock(f"Stock would exceed {MAX_STOCK}", stock=stock)
+    await _ledger(db, [(product_id, delta)], reason=MovementReason.ADJUST, actor_id=actor_id)
+    return int(rows[0]["stock"])
+
+
+async def reserve(db: Executor, *, orders: Mapping[int, Lines]) -> dict[int, Shortfall | None]:
+    """Hold stock for each order's lines: all of an order's lines, or none of them.
+
+    Orders are decided in ascending id order against the stock the earlier ones left; an
+    order that does not fit gets the first product (by id) that fell short, and changes
+    nothing. Returns each order's outcome (None: held). One order or a batch of them, the
+    same statements: the products locked once, then one write per product and per line.
+    """
+    wanted = sorted({pid for lines in orders.values() for pid, _ in lines})
+    locked = await db.run(LOCK_PRODUCTS, product_ids=wanted)
+    stock = {int(row["id"]): int(row["stock"]) for row in locked if not row["gone"]}
+    outcomes: dict[int, Shortfall | None] = {}
+    taken: dict[int, int] = {}
+    held: list[tuple[int, int, int]] = []
+    for order_id in sorted(orders):
+        lines = sorted(orders[order_id])
+        short = next((pid for pid, qty in lines if stock.get(pid, -1) < qty), None)
+        if short is not None:
+            outcomes[order_id] = Shortfall(product_id=short, gone=short not in stock)
+            continue
+        for pid, qty in lines:
+            stock[pid] -= qty
+            taken[pid] = taken.get(pid, 0) + qty
+            held.append((order_id, pid, qty))
+        outcomes[order_id] = None
+    if held:
+        for pid, qty in sorted(taken.items()):
+            if not await db.run(TAKE, product_id=pid, quantity=qty):
+                # The row is locked and its stock was just read: this cannot happen unless
+                # something wrote stock around this module. Roll everything back.
+                raise RuntimeError(f"stock of product {pid} changed under its lock")
+        await db.run_many(
+            HOLD,
+            [{"order_id": oid, "product_id": pid, "quantity": qty} for oid, pid, qty in held],
+        )
+        await _ledger_many(
+            db, [(pid, -qty, oid) for oid, pid, qty in held], reason=MovementReason.RESERVE
+        )
+    return outcomes
+
+
+async def release(db: Executor, *, order_ids: Sequence[int]) -> int:
+    """Give back every held reservation of these orders, once. Returns the units released."""
+    released = await db.run(RELEASE, order_ids=sorted(order_ids))
+    if not released:
+        return 0
+    back: dict[int, int] = {}
+    for row in released:
+        back[int(row["product_id"])] = back.get(int(row["product_id"]), 0) + int(row["quantity"])
+    await db.run_many(
+        GIVE_BACK, [{"product_id": pid, "quantity": qty} for pid, qty in sorted(back.items())]
     )
-    return len(result.all())
+    await _ledger_many(
+        db,
+        sorted(
+            (int(row["product_id"]), int(row["quantity"]), int(row["order_id"])) for row in released
+        ),
+        reason=MovementReason.RELEASE,
+    )
+    return sum(back.values())
+
+
+async def consume(db: Executor, *, order_id: int) -> int:
+    """Turn an order's held reservations into sold stock (on payment). Returns the rows."""
+    return len(await db.run(CONSUME, paid_order=order_id))
 
 
 async def _ledger(
-    session: AsyncSession,
-    lines: Sequence[tuple[int, int]],
-    *,
-    reason: MovementReason,
-    order_id: int | None,
-    actor_id: int | None,
+    db: Executor, lines: Lines, *, reason: MovementReason, actor_id: int | None
 ) -> None:
-    await RECORD_MOVEMENT.run_many(
-        session,
+    await db.run_many(
+        RECORD_MOVEMENT,
         [
             {
                 "product_id": pid,
                 "delta": delta,
                 "reason": reason.value,
-                "order_id": order_id,
+                "order_id": None,
                 "actor_id": actor_id,
             }
             for pid, delta in lines
+        ],
+    )
+
+
+async def _ledger_many(
+    db: Executor, movements: Sequence[tuple[int, int, int]], *, reason: MovementReason
+) -> None:
+    """Ledger rows (product_id, delta, order_id) of orders' reservations or releases."""
+    await db.run_many(
+        RECORD_MOVEMENT,
+        [
+            {
+                "product_id": pid,
+                "delta": delta,
+                "reason": reason.value,
+                "order_id": oid,
+                "actor_id": None,
+            }
+            for pid, delta, oid in movements
         ],
     )

@@ -11,6 +11,7 @@ from taskhub.auth.dependencies import AdminUser
 from taskhub.catalog import inventory, service
 from taskhub.catalog.schemas import ProductCreateIn, ProductOut, ProductUpdateIn
 from taskhub.dependencies import IdPath, SessionDep
+from taskhub.driver import in_session
 from taskhub.errors import (
     Conflict,
     Forbidden,
@@ -19,13 +20,7 @@ from taskhub.errors import (
     Unauthorized,
     problem_responses,
 )
-from taskhub.pagination import (
-    Page,
-    PageQuery,
-    database_writes_pages,
-    decode_cursor,
-    page_of,
-)
+from taskhub.pagination import Page, PageQuery, decode_cursor
 from taskhub.query import documented, query_of
 from taskhub.routing import V2, PrefixRouter
 
@@ -56,18 +51,13 @@ async def list_products(
 ) -> Response:
     """The catalog, by id (public)."""
     after = decode_cursor(search.cursor, size=1, kinds=(int,))
-    limit = search.limit
-    engine = request.app.state.engine
-    as_json = database_writes_pages(engine)
-    rows = await service.list_products(
-        engine,
-        limit=limit,
+    return await service.list_products(
+        request.app.state.database.pooled,
+        limit=search.limit,
         after_id=after[0] if after else None,
         q=search.q,
         in_stock=search.in_stock,
-        as_json=as_json,
     )
-    return page_of(rows, limit, lambda last: [last["id"]], as_json=as_json)
 
 
 @router.get("/{product_id}", responses=problem_responses(NotFound))
@@ -113,5 +103,7 @@ async def adjust_stock(
     session: SessionDep,
 ) -> ProductOut:
     """Add or remove stock by hand (site admins); 409 if it would go negative."""
-    await inventory.adjust_stock(session, product_id=product_id, delta=delta, actor_id=admin.id)
+    await inventory.adjust_stock(
+        in_session(session), product_id=product_id, delta=delta, actor_id=admin.id
+    )
     return ProductOut.model_validate(await service.get_product(session, product_id=product_id))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 
-from sqlalchemy import String, bindparam, exists, or_, select
+from fastapi import Response
+from sqlalchemy import Integer, String, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.catalog import inventory
-from taskhub.db import escape_like, utcnow
-from taskhub.driver import DriverStatement, Row
+from taskhub.catalog.schemas import ProductOut
+from taskhub.db import escape_like, table_of, utcnow
+from taskhub.driver import Executor, in_session
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
-from taskhub.pagination import SortKey, json_page, order_clauses
+from taskhub.pages import PageStatement, SortKey, model_columns
+
+_products = table_of(Product)
 
 
 async def create_product(
@@ -35,88 +38,63 @@ async def create_product(
     session.add(product)
     await _flush_unique_sku(session)
     await inventory.record_initial_stock(
-        session, product_id=product.id, quantity=stock, actor_id=actor_id
+        in_session(session), product_id=product.id, quantity=stock, actor_id=actor_id
     )
     await session.refresh(product)
     return product
 
 
-async def get_product(session: AsyncSession, *, product_id: int) -> Product:
+async def get_product(
+    session: AsyncSession, *, product_id: int, for_update: bool = False
+) -> Product:
     """A live (not archived) product, or 404."""
-    product = await session.scalar(
-        select(Product).where(Product.id == product_id, Product.deleted_at.is_(None))
-    )
+    stmt = select(Product).where(Product.id == product_id, Product.deleted_at.is_(None))
+    product = await session.scalar(stmt.with_for_update() if for_update else stmt)
     if product is None:
         raise NotFound("Product not found")
     return product
 
 
-PRODUCT_COLUMNS = (
-    Product.id,
-    Product.sku,
-    Product.name,
-    Product.description,
-    Product.price_cents,
-    Product.stock,
-    Product.created_at,
-    Product.updated_at,
-)
-
-
-BY_ID = [SortKey(Product.id)]
+BY_ID = [SortKey(_products.c.id)]
 
 
 @lru_cache(maxsize=32)
-def _list_query(
-    *, after: bool, search: bool, in_stock: bool | None, as_json: bool
-) -> DriverStatement:
-    """The catalog page query for one combination of filters, compiled once.
-
-    `as_json` (PostgreSQL): the page comes back as one `pagination.json_page` row.
-    """
-    stmt = select(*PRODUCT_COLUMNS).where(Product.deleted_at.is_(None))
+def product_page_statement(*, after: bool, search: bool, in_stock: bool | None) -> PageStatement:
+    """The catalog page statement for one combination of filters, compiled once."""
+    stmt = select(*model_columns(ProductOut, _products)).where(_products.c.deleted_at.is_(None))
     if after:
-        stmt = stmt.where(Product.id > bindparam("after_id"))
+        stmt = stmt.where(_products.c.id > bindparam("after_id", type_=Integer()))
     if search:
         pattern = bindparam("pattern", type_=String())
         stmt = stmt.where(
             or_(
-                Product.name.ilike(pattern, escape="\\"),
-                Product.sku.ilike(pattern, escape="\\"),
-                Product.description.ilike(pattern, escape="\\"),
+                _products.c.name.ilike(pattern, escape="\\"),
+                _products.c.sku.ilike(pattern, escape="\\"),
+                _products.c.description.ilike(pattern, escape="\\"),
             )
         )
     if in_stock is True:
-        stmt = stmt.where(Product.stock > 0)
+        stmt = stmt.where(_products.c.stock > 0)
     elif in_stock is False:
-        stmt = stmt.where(Product.stock == 0)
-    if as_json:
-        return DriverStatement(json_page(stmt, BY_ID, keys=["id"], table=Product.__tablename__))
-    return DriverStatement(stmt.order_by(*order_clauses(BY_ID)).limit(bindparam("limit")))
+        stmt = stmt.where(_products.c.stock == 0)
+    return PageStatement(stmt, BY_ID, model=ProductOut, cursor_keys=["id"])
 
 
 async def list_products(
-    engine: AsyncEngine,
-    *,
-    limit: int,
-    after_id: int | None,
-    q: str | None,
-    in_stock: bool | None,
-    as_json: bool = False,
-) -> Sequence[Row]:
-    """Live products by id, `limit + 1` of them so the caller can tell if more follow.
-
-    `as_json` (PostgreSQL only): one `pagination.json_page` row instead.
-    """
-    query = _list_query(
-        after=after_id is not None, search=bool(q), in_stock=in_stock, as_json=as_json
+    db: Executor, *, limit: int, after_id: int | None, q: str | None, in_stock: bool | None
+) -> Response:
+    """A page of live products by id, with the cursor of the next page."""
+    statement = product_page_statement(
+        after=after_id is not None, search=bool(q), in_stock=in_stock
     )
-    params: dict[str, object] = {"limit": limit + 1, "page_size": limit}
+    params: dict[str, object] = {}
     if after_id is not None:
         params["after_id"] = after_id
     if q:
         params["pattern"] = f"%{escape_like(q.lower())}%"
-    return await query.fetch(engine, **params)
+    page, _ = await statement.fetch(db, limit=limit, cursor_of=lambda last: [last["id"]], **params)
+    assert page is not None  # noqa: S101 (no caller check: there is always a page)
+    return page
 
 
 async def update_product(
@@ -138,7 +116,10 @@ async def archive_product(session: AsyncSession, *, product_id: int) -> None:
 
     The row is archived (deleted_at), not removed, so that past orders keep their lines.
     """
-    product = await get_product(session, product_id=product_id)
+    # Locked first (FOR UPDATE conflicts with the FOR KEY SHARE an order's creation takes on
+    # its products): an order being created either commits first, and is seen below, or
+    # waits, and then finds the product archived.
+    product = await get_product(session, product_id=product_id, for_update=True)
     referenced = await session.scalar(
         select(
             exists()

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, select
+from sqlalchemy import JSON, ColumnElement, Insert, Select, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver import DriverStatement
+from taskhub.driver import DriverStatement, Executor, in_session
 from taskhub.messaging.envelope import Envelope, envelope_of
 from taskhub.messaging.signal import WakeSignal
 from taskhub.models import OutboxEvent
@@ -20,8 +21,11 @@ from taskhub.observability import request_id_var
 
 logger = logging.getLogger("taskhub.events.outbox")
 
+_outbox = table_of(OutboxEvent)
+# The columns every event row gets from `event_values` (the payload comes separately).
+_EVENT_COLUMNS = ("event_id", "type", "version", "request_id", "occurred_at")
 INSERT_EVENT = DriverStatement(
-    insert(table_of(OutboxEvent))
+    insert(_outbox)
     .values(
         event_id=bindparam("event_id"),
         type=bindparam("type"),
@@ -31,12 +35,41 @@ INSERT_EVENT = DriverStatement(
         occurred_at=bindparam("occurred_at", type_=UTCDateTime()),
         attempts=0,
     )
-    .returning(table_of(OutboxEvent).c.id)
+    .returning(_outbox.c.id)
 )
 
 
+def event_values(*, type: str, version: int = 1) -> dict[str, Any]:  # noqa: A002
+    """The columns of a new event but its payload: a fresh id, this request's id, now."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": type,
+        "version": version,
+        "request_id": request_id_var.get(),
+        "occurred_at": utcnow(),
+    }
+
+
+def insert_selected(source: Select[Any], *, payload: ColumnElement[Any]) -> Insert:
+    """An INSERT of one event per row of `source`, for a statement that writes the change
+    and its events together (a data-modifying CTE). Bind `event_params(...)` with it.
+
+    `payload` is an expression over `source`'s columns (e.g. the new row's id as JSON).
+    """
+    params = [bindparam(f"event_{name}", type_=_outbox.c[name].type) for name in _EVENT_COLUMNS]
+    rows = source.with_only_columns(*params, payload, literal(0), maintain_column_froms=True)
+    return insert(_outbox).from_select([*_EVENT_COLUMNS, "payload", "attempts"], rows)
+
+
+def event_params(*, type: str, version: int = 1) -> dict[str, Any]:  # noqa: A002
+    """The parameters `insert_selected` binds, for one event of `type`."""
+    return {
+        f"event_{name}": value for name, value in event_values(type=type, version=version).items()
+    }
+
+
 async def emit(
-    session: AsyncSession,
+    target: Executor | AsyncSession,
     *,
     type: str,  # noqa: A002
     payload: dict[str, Any],
@@ -44,22 +77,29 @@ async def emit(
 ) -> int:
     """Record an event; it is published only if the surrounding transaction commits.
 
-    Returns the outbox row id. A plain INSERT, sent straight to the driver: it is on the
-    order path.
+    Returns the outbox row id. After the commit the writer wakes the in-process dispatcher
+    (embedded shape) and, on PostgreSQL, the relays of every process (`Announcer`).
     """
-    rows = await INSERT_EVENT.run(
-        session,
-        event_id=str(uuid.uuid4()),
-        type=type,
-        version=version,
-        payload=payload,
-        request_id=request_id_var.get(),
-        occurred_at=utcnow(),
-    )
-    # After the commit the writer wakes the in-process dispatcher (embedded shape) and, on
-    # PostgreSQL, the relays of every process (`announce`).
-    session.info["outbox_written"] = True
+    db = _executor(target)
+    rows = await db.run(INSERT_EVENT, **event_values(type=type, version=version), payload=payload)
+    db.events_written()
     return int(rows[0]["id"])
+
+
+async def emit_many(
+    target: Executor | AsyncSession, events: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """Record several events (type, payload) at once, in the surrounding transaction."""
+    if not events:
+        return
+    db = _executor(target)
+    rows = [{**event_values(type=type_), "payload": payload} for type_, payload in events]
+    await db.run_many(INSERT_EVENT, rows)
+    db.events_written()
+
+
+def _executor(target: Executor | AsyncSession) -> Executor:
+    return in_session(target) if isinstance(target, AsyncSession) else target
 
 
 NOTIFY_CHANNEL = "taskhub_outbox"

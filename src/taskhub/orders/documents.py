@@ -1,7 +1,8 @@
-"""Orders as the API writes them, from database values: the read path off the session.
+"""Orders as the API writes them, from database values: the one shaper of an order's JSON.
 
-`GET /orders/{id}` is one statement (`read_order`); the create fast path writes its answer
-with `order_document` too. Neither goes through pydantic; tests hold both equal to `OrderOut`.
+Every order answer (create, read, list, confirm, pay, cancel) is an `order_document`, built
+from rows without pydantic; `OrderOut` is the schema that documents it, and a test holds the
+two equal.
 """
 
 from __future__ import annotations
@@ -9,24 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Integer, and_, bindparam, or_, select
 
 from taskhub.db import table_of
-from taskhub.driver import DriverStatement
+from taskhub.driver import DriverStatement, Executor, Row, in_list
 from taskhub.errors import NotFound, Unauthorized
 from taskhub.models import Order, OrderItem, User
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
 
-_ORDER_TIMES = (
-    "created_at",
-    "updated_at",
-    "reserved_at",
-    "confirmed_at",
-    "paid_at",
-    "cancelled_at",
-)
+ORDER_FIELDS = ("id", "user_id", "status", "status_reason", "total_cents")
+ORDER_TIMES = ("created_at", "updated_at", "reserved_at", "confirmed_at", "paid_at", "cancelled_at")
+_ORDER_COLUMNS = [_orders.c[name] for name in (*ORDER_FIELDS, *ORDER_TIMES)]
+_LINE_COLUMNS = [
+    _order_items.c.product_id,
+    _order_items.c.quantity,
+    _order_items.c.unit_price_cents,
+]
 # The caller's account, an order it may see (its own, or any for a site admin) and the order's
 # lines, in one round trip (one row per line). No row: the account is gone or inactive; a row
 # without an order: not found.
@@ -36,13 +36,7 @@ _caller = (
     .subquery("caller")
 )
 ORDER_WITH_LINES = DriverStatement(
-    select(
-        *(_orders.c[name] for name in ("id", "user_id", "status", "status_reason", "total_cents")),
-        *(_orders.c[name] for name in _ORDER_TIMES),
-        _order_items.c.product_id,
-        _order_items.c.quantity,
-        _order_items.c.unit_price_cents,
-    )
+    select(*_ORDER_COLUMNS, *_LINE_COLUMNS)
     .select_from(
         _caller.outerjoin(
             _orders,
@@ -54,45 +48,94 @@ ORDER_WITH_LINES = DriverStatement(
     )
     .order_by(_order_items.c.product_id)
 )
+LINES_OF = DriverStatement(
+    select(_order_items.c.order_id, *_LINE_COLUMNS)
+    .where(in_list(_order_items.c.order_id, "order_ids"))
+    .order_by(_order_items.c.order_id, _order_items.c.product_id)
+)
 
 
-def order_document(
-    order: Mapping[str, Any], lines: Sequence[tuple[int, int, int]]
-) -> dict[str, Any]:
-    """An order as the API writes it (`OrderOut`'s fields, in its order) from database values.
+def _orders_page(*, everyone: bool, status: bool, after: bool) -> DriverStatement:
+    stmt = select(*_ORDER_COLUMNS)
+    if not everyone:
+        stmt = stmt.where(_orders.c.user_id == bindparam("user_id", type_=Integer()))
+    if status:
+        stmt = stmt.where(_orders.c.status == bindparam("status"))
+    if after:
+        stmt = stmt.where(_orders.c.id < bindparam("before_id", type_=Integer()))
+    return DriverStatement(
+        stmt.order_by(_orders.c.id.desc()).limit(bindparam("limit", type_=Integer()))
+    )
 
-    `lines` are (product_id, quantity, unit_price_cents), ordered by product. For the read
-    paths that skip pydantic (`responses.json_response`); tests hold it equal to `OrderOut`.
-    """
-    document = {
-        "id": order["id"],
-        "user_id": order["user_id"],
-        "status": order["status"],
-        "status_reason": order.get("status_reason"),
-        "total_cents": order["total_cents"],
-        "items": [
-            {"product_id": pid, "quantity": qty, "unit_price_cents": price}
-            for pid, qty, price in lines
-        ],
-    }
-    for name in _ORDER_TIMES:
+
+# Newest first, by id; one statement per combination of filters, each compiled once.
+ORDERS_PAGE = {
+    (everyone, status, after): _orders_page(everyone=everyone, status=status, after=after)
+    for everyone in (False, True)
+    for status in (False, True)
+    for after in (False, True)
+}
+
+Line = tuple[int, int, int]  # (product_id, quantity, unit_price_cents), ordered by product
+
+
+def order_document(order: Mapping[str, Any], lines: Sequence[Line]) -> dict[str, Any]:
+    """An order as the API writes it (`OrderOut`'s fields, in its order) from database values."""
+    document = {name: order.get(name) for name in ORDER_FIELDS}
+    document["items"] = [
+        {"product_id": pid, "quantity": qty, "unit_price_cents": price} for pid, qty, price in lines
+    ]
+    for name in ORDER_TIMES:
         document[name] = order.get(name)
     return document
 
 
-async def read_order(engine: AsyncEngine, *, order_id: int, user_id: int) -> dict[str, Any]:
-    """`get_order` as an API document, in one statement off the session (the read path).
+async def read_order(db: Executor, *, order_id: int, user_id: int) -> dict[str, Any]:
+    """The order `user_id` may see (theirs, or any for a site admin), as an API document.
 
-    `user_id` comes from a valid token; the statement checks the account itself (401).
+    One statement; it checks the account itself (gone or inactive: 401), so a caller known
+    only by a valid token needs no lookup of its own.
     """
-    rows = await ORDER_WITH_LINES.fetch(engine, order_id=order_id, user_id=user_id)
+    rows = await db.run(ORDER_WITH_LINES, order_id=order_id, user_id=user_id)
     if not rows:
         raise Unauthorized()
     if rows[0]["id"] is None:
         raise NotFound("Order not found")
-    lines = [
-        (row["product_id"], row["quantity"], row["unit_price_cents"])
+    return order_document(rows[0], _lines(rows))
+
+
+async def list_orders(
+    db: Executor,
+    *,
+    user_id: int,
+    everyone: bool,
+    limit: int,
+    before_id: int | None,
+    status: str | None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` orders, newest first: the user's, or everyone's; as API documents."""
+    params: dict[str, Any] = {"limit": limit}
+    if not everyone:
+        params["user_id"] = user_id
+    if status is not None:
+        params["status"] = status
+    if before_id is not None:
+        params["before_id"] = before_id
+    page = ORDERS_PAGE[(everyone, status is not None, before_id is not None)]
+    orders = await db.run(page, **params)
+    if not orders:
+        return []
+    lines: dict[int, list[Line]] = {int(order["id"]): [] for order in orders}
+    for row in await db.run(LINES_OF, order_ids=list(lines)):
+        lines[int(row["order_id"])].append(
+            (int(row["product_id"]), int(row["quantity"]), int(row["unit_price_cents"]))
+        )
+    return [order_document(order, lines[int(order["id"])]) for order in orders]
+
+
+def _lines(rows: Sequence[Row]) -> list[Line]:
+    return [
+        (int(row["product_id"]), int(row["quantity"]), int(row["unit_price_cents"]))
         for row in rows
         if row["product_id"] is not None
     ]
-    return order_document(rows[0], lines)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub import idempotency
-from taskhub.auth.dependencies import CurrentUser, TokenSubject, load_caller
-from taskhub.auth.principal import Principal
-from taskhub.dependencies import IdPath, SessionDep, session_scope
+from taskhub.auth.dependencies import CurrentUser, TokenSubject
+from taskhub.dependencies import IdPath, SettingsDep, TransactionDep
 from taskhub.errors import (
     Conflict,
     InvalidTransition,
@@ -21,45 +19,22 @@ from taskhub.errors import (
 )
 from taskhub.idempotency import IdempotencyKeyHeader
 from taskhub.models import OrderStatus
-from taskhub.orders import documents, service
-from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
-from taskhub.orders.service import OrderWithItems
+from taskhub.orders import documents as service_documents
+from taskhub.orders import service
+from taskhub.orders.schemas import OrderCreateIn, OrderOut
 from taskhub.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
     decode_cursor,
+    page_response,
     split_page,
 )
-from taskhub.responses import json_response, model_response
+from taskhub.responses import json_bytes, json_response
 from taskhub.routing import V2, PrefixRouter
 
 router = PrefixRouter(prefix=f"{V2}/orders", tags=["orders"])
 TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
-
-
-def order_out(view: OrderWithItems) -> OrderOut:
-    """The API shape of an order and its lines."""
-    o = view.order
-    return OrderOut(
-        id=o.id,
-        user_id=o.user_id,
-        status=o.status,
-        status_reason=o.status_reason,
-        total_cents=o.total_cents,
-        items=[
-            OrderItemOut(
-                product_id=i.product_id, quantity=i.quantity, unit_price_cents=i.unit_price_cents
-            )
-            for i in view.items
-        ],
-        created_at=o.created_at,
-        updated_at=o.updated_at,
-        reserved_at=o.reserved_at,
-        confirmed_at=o.confirmed_at,
-        paid_at=o.paid_at,
-        cancelled_at=o.cancelled_at,
-    )
 
 
 @router.post(
@@ -76,64 +51,45 @@ async def create_order(
 ) -> Response:
     """Place an order (PENDING); a worker reserves its stock shortly after."""
     state = request.app.state
-    max_open_orders = state.settings.max_open_orders_per_user
-    if idempotency_key is None and state.engine.dialect.name == "postgresql":
-        # The common case, as one statement on the driver: no session, no transaction block;
-        # the statement also checks the account (the token alone was read so far).
-        order = await service.place_order(
-            state.engine, user_id=user_id, lines=body.items, max_open_orders=max_open_orders
-        )
-        state.announcer.announce()
-        created = json_response(order, status_code=201)
-        created.headers["Location"] = f"/api/v2/orders/{order['id']}"
-        return created
-    user = await load_caller(request, user_id)
-    async with session_scope(request) as session:
-        return await _create_in_session(session, body, user, max_open_orders, idempotency_key)
-
-
-async def _create_in_session(
-    session: AsyncSession,
-    body: OrderCreateIn,
-    user: Principal,
-    max_open_orders: int,
-    idempotency_key: str | None,
-) -> Response:
-    claim = await idempotency.claim(
-        session,
-        user_id=user.id,
-        scope="POST /api/v2/orders",
-        key=idempotency_key,
-        fingerprint=body.model_dump_json().encode(),
+    placed = await service.place_order(
+        state.database,
+        user_id=user_id,
+        lines=body.items,
+        max_open_orders=state.settings.max_open_orders_per_user,
+        idempotency_key=idempotency_key,
+        fingerprint=body.model_dump_json().encode() if idempotency_key else b"",
     )
-    if claim.replay is not None:
-        return claim.replay
-    view = await service.create_order(
-        session, user=user, lines=body.items, max_open_orders=max_open_orders
-    )
-    out = order_out(view)
-    location = f"/api/v2/orders/{view.order.id}"
-    created = model_response(out, status_code=201)
-    created.headers["Location"] = location
-    claim.store(status=201, body=bytes(created.body), location=location)
+    if isinstance(placed.body, bytes):
+        created = Response(placed.body, status_code=placed.status, media_type="application/json")
+    else:
+        created = json_response(placed.body, status_code=placed.status)
+    if placed.location:
+        created.headers["Location"] = placed.location
+    if placed.replayed:
+        created.headers["Idempotent-Replayed"] = "true"
     return created
 
 
-@router.get("", responses=problem_responses(Unauthorized))
+@router.get("", response_model=Page[OrderOut], responses=problem_responses(Unauthorized))
 async def list_orders(
     user: CurrentUser,
-    session: SessionDep,
+    db: TransactionDep,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
     status: Annotated[OrderStatus | None, Query(description="Only orders in this state")] = None,
-) -> Page[OrderOut]:
+) -> Response:
     """Newest first: your orders (site admins: everyone's)."""
     before = decode_cursor(cursor, size=1, kinds=(int,))
-    views = await service.list_orders(
-        session, user=user, limit=limit, before_id=before[0] if before else None, status=status
+    documents = await service_documents.list_orders(
+        db,
+        user_id=user.id,
+        everyone=user.is_superuser,
+        limit=limit + 1,
+        before_id=before[0] if before else None,
+        status=status.value if status is not None else None,
     )
-    page, next_cursor = split_page(views, limit, lambda view: [view.order.id])
-    return Page[OrderOut](items=[order_out(v) for v in page], next_cursor=next_cursor)
+    page, next_cursor = split_page(documents, limit, lambda document: [document["id"]])
+    return page_response(page, next_cursor)
 
 
 @router.get(
@@ -141,14 +97,24 @@ async def list_orders(
 )
 async def read_order(order_id: IdPath, request: Request, user_id: TokenSubject) -> Response:
     """One order with its lines, total and state."""
-    engine = request.app.state.engine
-    return json_response(await documents.read_order(engine, order_id=order_id, user_id=user_id))
+    db = request.app.state.database.pooled
+    return json_response(await service_documents.read_order(db, order_id=order_id, user_id=user_id))
 
 
-@router.post("/{order_id}/confirm", responses=TRANSITION_ERRORS)
-async def confirm_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> OrderOut:
+@router.post("/{order_id}/confirm", response_model=OrderOut, responses=TRANSITION_ERRORS)
+async def confirm_order(
+    order_id: IdPath, user: CurrentUser, db: TransactionDep, settings: SettingsDep
+) -> Response:
     """RESERVED → CONFIRMED (stops the reservation from expiring)."""
-    return order_out(await service.confirm_order(session, order_id=order_id, user=user))
+    return json_response(
+        await service.confirm_order(
+            db,
+            order_id=order_id,
+            user_id=user.id,
+            is_admin=user.is_superuser,
+            reservation_ttl=settings.reservation_ttl,
+        )
+    )
 
 
 @router.post(
@@ -160,12 +126,13 @@ async def pay_order(
     order_id: IdPath,
     request: Request,
     user: CurrentUser,
-    session: SessionDep,
+    db: TransactionDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Any:
+) -> Response:
     """RESERVED | CONFIRMED → PAID; the reserved stock is sold."""
     claim = await idempotency.claim(
-        session,
+        db,
         user_id=user.id,
         scope=f"POST /api/v2/orders/{order_id}/pay",
         key=idempotency_key,
@@ -173,12 +140,22 @@ async def pay_order(
     )
     if claim.replay is not None:
         return claim.replay
-    out = order_out(await service.pay_order(session, order_id=order_id, user=user))
-    claim.store(status=200, body=out.model_dump_json().encode())
-    return out
+    document = await service.pay_order(
+        db,
+        order_id=order_id,
+        user_id=user.id,
+        is_admin=user.is_superuser,
+        reservation_ttl=settings.reservation_ttl,
+    )
+    await claim.store(db, status=200, body=json_bytes(document))
+    return json_response(document)
 
 
-@router.post("/{order_id}/cancel", responses=TRANSITION_ERRORS)
-async def cancel_order(order_id: IdPath, user: CurrentUser, session: SessionDep) -> OrderOut:
+@router.post("/{order_id}/cancel", response_model=OrderOut, responses=TRANSITION_ERRORS)
+async def cancel_order(order_id: IdPath, user: CurrentUser, db: TransactionDep) -> Response:
     """Cancel an order that is not PAID, CANCELLED or FAILED; held stock is released."""
-    return order_out(await service.cancel_order(session, order_id=order_id, user=user))
+    return json_response(
+        await service.cancel_order(
+            db, order_id=order_id, user_id=user.id, is_admin=user.is_superuser
+        )
+    )

@@ -2,37 +2,91 @@
 
 Every transition is one conditional UPDATE (`... WHERE status IN (...)`); when it matches
 nothing the order is either invisible to the caller (404) or in another state (409, with the
-current status). Stock is touched only through taskhub.catalog.inventory.
+current status). Stock is touched only through taskhub.catalog.inventory; events are written
+only through taskhub.messaging.outbox. Each use case is one function; where the two databases
+differ, the difference is one statement variant inside it.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 
-from taskhub.auth.principal import Principal
+from taskhub import idempotency
 from taskhub.catalog import inventory
-from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
-from taskhub.driver import DriverStatement, connection
+from taskhub.db import UTCDateTime, table_of, utcnow
+from taskhub.driver import Database, DriverStatement, Executor, in_constants, in_list
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unauthorized, Unprocessable
-from taskhub.messaging.outbox import emit
-from taskhub.models import Order, OrderItem, OrderStatus, User
+from taskhub.messaging import outbox
+from taskhub.models import Order, OrderItem, OrderStatus, Product, User
 from taskhub.models.order import OPEN_STATUSES
-from taskhub.observability import request_id_var
-from taskhub.orders.documents import order_document
-from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED
+from taskhub.orders.documents import order_document, read_order
+from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED, CancelReason
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
+from taskhub.responses import json_bytes
 
 MAX_TOTAL_CENTS = 2**31 - 1
-_orders, _order_items = table_of(Order), table_of(OrderItem)
-# The hottest write path: plain INSERTs compiled once, sent straight to the driver once the
-# transaction is open (taskhub.driver).
+_orders, _items = table_of(Order), table_of(OrderItem)
+_users, _products = table_of(User), table_of(Product)
+_OPEN = [status.value for status in OPEN_STATUSES]
+
+
+# --- creation ---------------------------------------------------------------------------------
+
+# Serializes one user's creations while the open-order quota is counted: READ COMMITTED, so
+# the count in the next statement sees every order committed before the lock was granted.
+# FOR NO KEY UPDATE, not FOR UPDATE: the foreign keys of the idempotency key and the order
+# take FOR KEY SHARE on this row, which FOR UPDATE would wait for (and deadlock with).
+LOCK_CALLER = DriverStatement(
+    select(_users.c.is_active)
+    .where(_users.c.id == bindparam("user_id"))
+    .with_for_update(key_share=True)
+)
+_active = exists(
+    select(_users.c.id).where(
+        _users.c.id == bindparam("user_id", type_=Integer()), _users.c.is_active
+    )
+)
+_open_orders = (
+    select(func.count())
+    .where(
+        _orders.c.user_id == bindparam("user_id", type_=Integer()),
+        in_constants(_orders.c.status, _OPEN),
+    )
+    .scalar_subquery()
+)
+# What decides a creation, read in one statement: the account, the open orders, the prices.
+CALLER_AND_QUOTA = DriverStatement(
+    select(
+        _active.label("active"),
+        _open_orders.label("open_orders"),
+    )
+)
+PRICES = DriverStatement(
+    select(_products.c.id.label("product_id"), _products.c.price_cents).where(
+        in_list(_products.c.id, "product_ids"), _products.c.deleted_at.is_(None)
+    )
+)
 INSERT_ORDER = DriverStatement(
     insert(_orders)
     .values(
@@ -43,7 +97,7 @@ INSERT_ORDER = DriverStatement(
     .returning(_orders.c.id, _orders.c.created_at, _orders.c.updated_at)
 )
 INSERT_ITEM = DriverStatement(
-    insert(_order_items).values(
+    insert(_items).values(
         order_id=bindparam("order_id"),
         product_id=bindparam("product_id"),
         quantity=bindparam("quantity"),
@@ -52,12 +106,89 @@ INSERT_ITEM = DriverStatement(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class OrderWithItems:
-    """An order row and its lines."""
+def _place_order_statement() -> DriverStatement:
+    """PostgreSQL: the whole creation as one statement (a data-modifying CTE).
 
-    order: Order
-    items: Sequence[OrderItem]
+    Prices, the order, its lines and its order.created event come from one snapshot and are
+    written together or not at all. The order row is only inserted if the account is active,
+    every product is orderable, the total fits and (with a quota) the user has room. Every
+    priced line comes back with the new order's columns (NULL when nothing was written), the
+    account's state and the open-order count, so that a refusal can be explained exactly as
+    the step-by-step variant explains it. Products are read FOR KEY SHARE: an archive that
+    commits first is seen (the row is rechecked), one that comes later waits for this order.
+    """
+    line = (
+        func.unnest(
+            bindparam("product_ids", type_=ARRAY(Integer())),
+            bindparam("quantities", type_=ARRAY(Integer())),
+        )
+        .table_valued("product_id", "quantity")
+        .render_derived(name="line")
+    )
+    priced = (
+        select(line.c.product_id, line.c.quantity, _products.c.price_cents)
+        .join(
+            _products,
+            and_(_products.c.id == line.c.product_id, _products.c.deleted_at.is_(None)),
+        )
+        .with_for_update(read=True, key_share=True, of=_products)
+        .cte("priced")
+    )
+    total = func.sum(cast(priced.c.quantity, BigInteger()) * priced.c.price_cents)
+    quota = bindparam("quota", type_=Integer())
+    new_order = (
+        insert(_orders)
+        .from_select(
+            ["user_id", "status", "total_cents"],
+            select(
+                bindparam("user_id", type_=Integer()),
+                literal(OrderStatus.PENDING.value),
+                total,
+            )
+            .select_from(priced)
+            .having(
+                and_(
+                    func.count() == bindparam("lines", type_=Integer()),
+                    _active,
+                    total <= MAX_TOTAL_CENTS,
+                    or_(quota == 0, _open_orders < quota),
+                )
+            ),
+        )
+        .returning(_orders.c.id, _orders.c.created_at, _orders.c.updated_at)
+        .cte("new_order")
+    )
+    items = (
+        insert(_items)
+        .from_select(
+            ["order_id", "product_id", "quantity", "unit_price_cents"],
+            select(
+                new_order.c.id, priced.c.product_id, priced.c.quantity, priced.c.price_cents
+            ).select_from(new_order.join(priced, true())),
+        )
+        .cte("items")
+    )
+    event = outbox.insert_selected(
+        select(new_order.c.id).select_from(new_order),
+        payload=func.json_build_object(literal_column("'order_id'"), new_order.c.id),
+    ).cte("event")
+    one = select(literal(1).label("one")).subquery("one")
+    return DriverStatement(
+        select(
+            priced.c.product_id,
+            priced.c.price_cents,
+            new_order.c.id,
+            new_order.c.created_at,
+            new_order.c.updated_at,
+            _active.label("active"),
+            _open_orders.label("open_orders"),
+        )
+        .select_from(one.outerjoin(priced, true()).outerjoin(new_order, true()))
+        .add_cte(items, event)
+    )
+
+
+PLACE_ORDER = _place_order_statement()
 
 
 class _Lines:
@@ -75,10 +206,11 @@ class _Lines:
                 f"At most {MAX_QUANTITY} units per product (after merging lines)",
                 errors=[self._error(pid, "quantity", "too many units") for pid in too_many],
             )
+        self.product_ids = sorted(self.merged)
 
-    def total(self, prices: dict[int, int]) -> int:
+    def total(self, prices: Mapping[int, int]) -> int:
         """The order total at these prices; 422 if a product is unknown or it is too large."""
-        unknown = [pid for pid in self.merged if pid not in prices]
+        unknown = [pid for pid in self.product_ids if pid not in prices]
         if unknown:
             raise Unprocessable(
                 "Unknown product(s): " + ", ".join(str(pid) for pid in unknown),
@@ -91,338 +223,174 @@ class _Lines:
             raise Unprocessable(f"The order total may not exceed {MAX_TOTAL_CENTS} cents")
         return total
 
-    def pending_order(
-        self, *, user_id: int, created: Mapping[str, Any], prices: dict[int, int], total: int
-    ) -> OrderWithItems:
-        """The order just inserted (`created`: its id and timestamps) with its lines."""
-        order = Order(
-            id=created["id"],
-            user_id=user_id,
-            status=OrderStatus.PENDING,
-            status_reason=None,
-            total_cents=total,
-            created_at=created["created_at"],
-            updated_at=created["updated_at"],
-            reserved_at=None,
-            confirmed_at=None,
-            paid_at=None,
-            cancelled_at=None,
-        )
-        items = [
-            OrderItem(order_id=order.id, product_id=pid, quantity=qty, unit_price_cents=prices[pid])
-            for pid, qty in sorted(self.merged.items())
-        ]
-        return OrderWithItems(order=order, items=items)
-
-    def pending_document(
-        self, *, user_id: int, created: Mapping[str, Any], prices: dict[int, int]
-    ) -> dict[str, Any]:
-        """`pending_order` as the API document (`order_document`), without ORM objects."""
-        pending = {
-            **created,
-            "user_id": user_id,
-            "status": OrderStatus.PENDING.value,
-            "total_cents": self.total(prices),
-        }
-        lines = [(pid, qty, prices[pid]) for pid, qty in sorted(self.merged.items())]
-        return order_document(pending, lines)
-
     def _error(self, pid: int, field: str, msg: str) -> dict[str, object]:
         return {"loc": ["body", "items", self.first_index[pid], field], "msg": msg}
 
 
-async def create_order(
-    session: AsyncSession, *, user: Principal, lines: Sequence[OrderLineIn], max_open_orders: int
-) -> OrderWithItems:
-    """Create a PENDING order with prices snapshotted, and its order.created event.
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What writing an order found: the new order's row (None if refused), the prices of
+    the orderable products, whether the account is active, and its open orders."""
 
-    In the session's transaction (an Idempotency-Key claim shares it, and SQLite has no
-    writes in CTEs); on PostgreSQL without a key, `place_order` does the same in one statement.
-    """
-    checked = _Lines(lines)
-    merged = checked.merged
-    if max_open_orders:
-        await _check_open_order_quota(session, user_id=user.id, limit=max_open_orders)
-    prices = await inventory.prices_of(session, product_ids=list(merged))
-    total = checked.total(prices)
-    created = (await INSERT_ORDER.run(session, user_id=user.id, total_cents=total))[0]
-    view = checked.pending_order(user_id=user.id, created=created, prices=prices, total=total)
-    await INSERT_ITEM.run_many(
-        session,
-        [
-            {
-                "order_id": i.order_id,
-                "product_id": i.product_id,
-                "quantity": i.quantity,
-                "unit_price_cents": i.unit_price_cents,
-            }
-            for i in view.items
-        ],
-    )
-    await emit(session, type=ORDER_CREATED, payload={"order_id": view.order.id})
-    return view
+    created: Mapping[str, Any] | None
+    prices: dict[int, int]
+    active: bool
+    open_orders: int
 
 
-# PostgreSQL: the whole creation in one statement, so one round trip and no BEGIN/COMMIT.
-# Prices, the order, its lines and the order.created event come from one snapshot and are
-# written together or not at all; the order row is only inserted if the account exists and
-# is active (the route reads only the token), every product is orderable, the total fits,
-# and (with a quota) the user has room for another open order. Every priced line comes back,
-# with the new order's columns (NULL when nothing was written), so that a refusal can be
-# explained.
-PLACE_ORDER = DriverStatement(
-    text(
-        """
-WITH account AS (
-    SELECT users.id FROM users WHERE users.id = CAST(:user_id AS INTEGER) AND users.is_active
-), line AS (
-    SELECT * FROM unnest(CAST(:product_ids AS INTEGER[]), CAST(:quantities AS INTEGER[]))
-        AS l(product_id, quantity)
-), priced AS (
-    SELECT line.product_id, line.quantity, products.price_cents
-    FROM line JOIN products ON products.id = line.product_id AND products.deleted_at IS NULL
-), open_orders AS (
-    SELECT CASE WHEN CAST(:quota AS INTEGER) > 0 THEN (
-        SELECT count(*) FROM orders
-        WHERE orders.user_id = CAST(:user_id AS INTEGER)
-            AND orders.status = ANY(CAST(:open AS VARCHAR[]))
-    ) ELSE 0 END AS n
-), new_order AS (
-    INSERT INTO orders (user_id, status, total_cents)
-    SELECT CAST(:user_id AS INTEGER), 'PENDING',
-        sum(CAST(priced.quantity AS BIGINT) * priced.price_cents)
-    FROM priced
-    HAVING count(*) = CAST(:lines AS INTEGER)
-        AND EXISTS (SELECT 1 FROM account)
-        AND sum(CAST(priced.quantity AS BIGINT) * priced.price_cents) <= CAST(:max_total AS BIGINT)
-        AND (CAST(:quota AS INTEGER) = 0 OR (SELECT n FROM open_orders) < CAST(:quota AS INTEGER))
-    RETURNING id, created_at, updated_at
-), items AS (
-    INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-    SELECT new_order.id, priced.product_id, priced.quantity, priced.price_cents
-    FROM new_order, priced
-), event AS (
-    INSERT INTO outbox (event_id, type, version, payload, request_id, occurred_at, attempts)
-    SELECT CAST(:event_id AS VARCHAR), CAST(:event_type AS VARCHAR), 1,
-        json_build_object('order_id', new_order.id), CAST(:request_id AS VARCHAR),
-        CAST(:occurred_at AS TIMESTAMPTZ), 0
-    FROM new_order
-)
-SELECT priced.product_id, priced.price_cents, new_order.id, new_order.created_at,
-    new_order.updated_at, (SELECT n FROM open_orders) AS open_orders,
-    EXISTS (SELECT 1 FROM account) AS active
-FROM (SELECT 1) AS one
-LEFT JOIN priced ON true
-LEFT JOIN new_order ON true
-"""
-    ).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
-)
-_OPEN_STATUS_VALUES = [status.value for status in OPEN_STATUSES]
-# Serializes one user's creations while a quota is counted (READ COMMITTED: the count in the
-# next statement then sees every order committed before the lock was granted).
-LOCK_USER = DriverStatement(
-    select(User.id).where(User.id == bindparam("user_id")).with_for_update()
-)
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """The answer to a creation: a new order's document, or a replayed earlier answer."""
+
+    status: int
+    body: dict[str, Any] | bytes
+    location: str | None
+    replayed: bool = False
 
 
 async def place_order(
-    engine: AsyncEngine, *, user_id: int, lines: Sequence[OrderLineIn], max_open_orders: int
-) -> dict[str, Any]:
-    """`create_order` on PostgreSQL, as one statement (two in a transaction with a quota).
+    database: Database,
+    *,
+    user_id: int,
+    lines: Sequence[OrderLineIn],
+    max_open_orders: int,
+    idempotency_key: str | None = None,
+    fingerprint: bytes = b"",
+) -> Placed:
+    """Create a PENDING order with prices snapshotted, and its order.created event.
 
-    `user_id` comes from a valid token; the statement itself checks that the account exists
-    and is active (401 otherwise), so the request reads the database once. Returns the new
-    order as an API document (`order_document`).
+    `user_id` comes from a valid token; the writing statement checks that the account is
+    active itself (401 otherwise). With a quota or an Idempotency-Key the work is one
+    transaction (the caller's row read and locked first, then the key, then the order);
+    without, on PostgreSQL it is one statement.
     """
     checked = _Lines(lines)
-    pids = sorted(checked.merged)
-    params = {
-        "product_ids": pids,
-        "quantities": [checked.merged[pid] for pid in pids],
-        "lines": len(pids),
-        "user_id": user_id,
-        "max_total": MAX_TOTAL_CENTS,
-        "quota": max_open_orders,
-        "open": _OPEN_STATUS_VALUES,
-        "event_id": str(uuid.uuid4()),
-        "event_type": ORDER_CREATED,
-        "request_id": request_id_var.get(),
-        "occurred_at": utcnow(),
-    }
-    if max_open_orders:
-        async with connection(engine, transaction=True) as lent:
-            await lent.run(LOCK_USER, user_id=user_id)
-            rows = await lent.run(PLACE_ORDER, **params)
-    else:
-        rows = await PLACE_ORDER.fetch(engine, **params)
-    created = rows[0]
-    if created["id"] is None:
-        if not created["active"]:
-            raise Unauthorized()
-        if max_open_orders and created["open_orders"] >= max_open_orders:
-            raise _quota_exceeded(created["open_orders"], max_open_orders)
-        checked.total({r["product_id"]: r["price_cents"] for r in rows if r["product_id"]})
-        raise RuntimeError(
-            "place_order wrote nothing, for no reason it can tell"
-        )  # pragma: no cover
-    prices = {r["product_id"]: r["price_cents"] for r in rows}
-    return checked.pending_document(user_id=user_id, created=created, prices=prices)
-
-
-async def get_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
-    """An order the caller may see (theirs, or any for a site admin), or 404."""
-    order = await session.scalar(
-        select(Order)
-        .where(Order.id == order_id, _visible_to(user))
-        .execution_options(populate_existing=True)
-    )
-    if order is None:
-        raise NotFound("Order not found")
-    items = (
-        await session.scalars(
-            select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.product_id)
+    atomic = bool(max_open_orders or idempotency_key) or database.dialect != "postgresql"
+    async with database.transaction(atomic=atomic) as db:
+        if max_open_orders or idempotency_key:
+            # The account first: a key (or an order) of a deleted account cannot be stored.
+            caller = await db.run(LOCK_CALLER, user_id=user_id)
+            if not caller or not caller[0]["is_active"]:
+                raise Unauthorized()
+        claim = await idempotency.claim(
+            db,
+            user_id=user_id,
+            scope="POST /api/v2/orders",
+            key=idempotency_key,
+            fingerprint=fingerprint,
         )
-    ).all()
-    return OrderWithItems(order=order, items=items)
-
-
-async def list_orders(
-    session: AsyncSession,
-    *,
-    user: Principal,
-    limit: int,
-    before_id: int | None,
-    status: OrderStatus | None,
-) -> list[OrderWithItems]:
-    """Newest first: the caller's orders, or everyone's for a site admin."""
-    stmt = select(Order).where(_visible_to(user)).order_by(Order.id.desc()).limit(limit + 1)
-    if before_id is not None:
-        stmt = stmt.where(Order.id < before_id)
-    if status is not None:
-        stmt = stmt.where(Order.status == status)
-    orders = list((await session.scalars(stmt)).all())
-    by_order: dict[int, list[OrderItem]] = {o.id: [] for o in orders}
-    if orders:
-        rows = await session.scalars(
-            select(OrderItem)
-            .where(OrderItem.order_id.in_(list(by_order)))
-            .order_by(OrderItem.order_id, OrderItem.product_id)
-        )
-        for item in rows:
-            by_order[item.order_id].append(item)
-    return [OrderWithItems(order=o, items=by_order[o.id]) for o in orders]
-
-
-async def confirm_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
-    """RESERVED → CONFIRMED."""
-    await _transition(
-        session,
-        order_id=order_id,
-        user=user,
-        allowed=(OrderStatus.RESERVED,),
-        values={"status": OrderStatus.CONFIRMED, "confirmed_at": utcnow()},
-        verb="confirm",
-    )
-    return await get_order(session, order_id=order_id, user=user)
-
-
-async def pay_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
-    """RESERVED | CONFIRMED → PAID; the held stock is consumed."""
-    await _transition(
-        session,
-        order_id=order_id,
-        user=user,
-        allowed=(OrderStatus.RESERVED, OrderStatus.CONFIRMED),
-        values={"status": OrderStatus.PAID, "paid_at": utcnow()},
-        verb="pay",
-    )
-    await inventory.consume(session, order_id=order_id)
-    return await get_order(session, order_id=order_id, user=user)
-
-
-async def cancel_order(session: AsyncSession, *, order_id: int, user: Principal) -> OrderWithItems:
-    """PENDING | RESERVED | CONFIRMED → CANCELLED; the release handler gives stock back."""
-    reason = "cancelled by the customer" if not user.is_superuser else "cancelled by an admin"
-    await _transition(
-        session,
-        order_id=order_id,
-        user=user,
-        allowed=OPEN_STATUSES,
-        values={"status": OrderStatus.CANCELLED, "status_reason": reason, "cancelled_at": utcnow()},
-        verb="cancel",
-    )
-    await emit(session, type=ORDER_CANCELLED, payload={"order_id": order_id})
-    return await get_order(session, order_id=order_id, user=user)
-
-
-async def expire_reservations(session: AsyncSession, *, cutoff: datetime, batch: int = 500) -> int:
-    """Cancel RESERVED orders reserved before `cutoff` (reason "expired"); returns how many."""
-    candidates = select(Order.id).where(
-        Order.status == OrderStatus.RESERVED, Order.reserved_at < cutoff
-    )
-    if on_postgresql(session):
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list((await session.scalars(candidates.order_by(Order.id).limit(batch))).all())
-    if not ids:
-        return 0
-    expired = (
-        await session.scalars(
-            update(Order)
-            .where(Order.id.in_(ids), Order.status == OrderStatus.RESERVED)
-            .values(
-                status=OrderStatus.CANCELLED,
-                status_reason="expired",
-                cancelled_at=utcnow(),
-                updated_at=func.now(),
+        if claim.replay is not None:
+            return Placed(
+                status=claim.replay.status_code,
+                body=bytes(claim.replay.body),
+                location=claim.replay.headers.get("location"),
+                replayed=True,
             )
-            .returning(Order.id)
-            .execution_options(synchronize_session=False)
+        written = await _write_order(
+            db, user_id=user_id, checked=checked, max_open_orders=max_open_orders
         )
-    ).all()
-    for order_id in expired:
-        await emit(session, type=ORDER_CANCELLED, payload={"order_id": order_id})
-    return len(expired)
+        if written.created is None:
+            raise _refusal(written, checked=checked, max_open_orders=max_open_orders)
+        document = _pending_document(written, user_id=user_id, checked=checked)
+        location = f"/api/v2/orders/{document['id']}"
+        if claim.key is not None:
+            await claim.store(db, status=201, body=json_bytes(document), location=location)
+    return Placed(status=201, body=document, location=location)
 
 
-async def _transition(
-    session: AsyncSession,
-    *,
-    order_id: int,
-    user: Principal,
-    allowed: Sequence[OrderStatus],
-    values: dict[str, object],
-    verb: str,
-) -> None:
-    result = await session.execute(
-        update(Order)
-        .where(Order.id == order_id, _visible_to(user), Order.status.in_(allowed))
-        .values(updated_at=func.now(), **values)
-        .returning(Order.id)
-        .execution_options(synchronize_session=False)
+async def _write_order(
+    db: Executor, *, user_id: int, checked: _Lines, max_open_orders: int
+) -> _Written:
+    """Insert the order, its lines and its event if everything allows it.
+
+    PostgreSQL: one statement (`PLACE_ORDER`). SQLite, which has no data-modifying CTEs:
+    the same reads and writes one by one, inside the caller's transaction.
+    """
+    pids = checked.product_ids
+    if db.dialect == "postgresql":
+        rows = await db.run(
+            PLACE_ORDER,
+            product_ids=pids,
+            quantities=[checked.merged[pid] for pid in pids],
+            lines=len(pids),
+            user_id=user_id,
+            quota=max_open_orders,
+            **outbox.event_params(type=ORDER_CREATED),
+        )
+        first = rows[0]
+        if first["id"] is not None:
+            db.events_written()  # the statement wrote the order.created event
+        return _Written(
+            created=first if first["id"] is not None else None,
+            prices={int(r["product_id"]): int(r["price_cents"]) for r in rows if r["product_id"]},
+            active=bool(first["active"]),
+            open_orders=int(first["open_orders"]),
+        )
+    caller = (await db.run(CALLER_AND_QUOTA, user_id=user_id))[0]
+    prices = {
+        int(row["product_id"]): int(row["price_cents"])
+        for row in await db.run(PRICES, product_ids=pids)
+    }
+    written = _Written(
+        created=None,
+        prices=prices,
+        active=bool(caller["active"]),
+        open_orders=int(caller["open_orders"]),
     )
-    if result.scalar_one_or_none() is not None:
-        return
-    current = await session.scalar(
-        select(Order.status).where(Order.id == order_id, _visible_to(user))
+    total = sum(prices.get(pid, 0) * qty for pid, qty in checked.merged.items())
+    if (
+        not written.active
+        or len(prices) != len(pids)
+        or total > MAX_TOTAL_CENTS
+        or (max_open_orders and written.open_orders >= max_open_orders)
+    ):
+        return written
+    created = (await db.run(INSERT_ORDER, user_id=user_id, total_cents=total))[0]
+    await db.run_many(
+        INSERT_ITEM,
+        [
+            {
+                "order_id": created["id"],
+                "product_id": pid,
+                "quantity": checked.merged[pid],
+                "unit_price_cents": prices[pid],
+            }
+            for pid in pids
+        ],
     )
-    if current is None:
-        raise NotFound("Order not found")
-    raise InvalidTransition(
-        f"Cannot {verb} an order that is {current}", current_status=str(current)
+    await outbox.emit(db, type=ORDER_CREATED, payload={"order_id": int(created["id"])})
+    return _Written(
+        created=created,
+        prices=prices,
+        active=True,
+        open_orders=written.open_orders,
     )
 
 
-async def _check_open_order_quota(session: AsyncSession, *, user_id: int, limit: int) -> None:
-    # Lock the user's row so that concurrent creations by one user count one at a time.
-    if on_postgresql(session):
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    open_orders = await session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(Order.user_id == user_id, Order.status.in_(OPEN_STATUSES))
-    )
-    if (open_orders or 0) >= limit:
-        raise _quota_exceeded(open_orders or 0, limit)
+def _refusal(written: _Written, *, checked: _Lines, max_open_orders: int) -> Exception:
+    """Why nothing was written, as the error to answer with."""
+    if not written.active:
+        return Unauthorized()
+    if max_open_orders and written.open_orders >= max_open_orders:
+        return _quota_exceeded(written.open_orders, max_open_orders)
+    try:
+        checked.total(written.prices)
+    except Unprocessable as refused:
+        return refused
+    return RuntimeError("the order was refused for no reason it can tell")  # pragma: no cover
+
+
+def _pending_document(written: _Written, *, user_id: int, checked: _Lines) -> dict[str, Any]:
+    created = written.created
+    assert created is not None  # noqa: S101 (checked by the caller)
+    order = {
+        **created,
+        "user_id": user_id,
+        "status": OrderStatus.PENDING.value,
+        "total_cents": checked.total(written.prices),
+    }
+    lines = [(pid, checked.merged[pid], written.prices[pid]) for pid in checked.product_ids]
+    return order_document(order, lines)
 
 
 def _quota_exceeded(open_orders: int, limit: int) -> Conflict:
@@ -432,7 +400,164 @@ def _quota_exceeded(open_orders: int, limit: int) -> Conflict:
     )
 
 
-def _visible_to(user: Principal) -> ColumnElement[bool]:
-    if user.is_superuser:
-        return Order.id.is_not(None)
-    return Order.user_id == user.id
+# --- transitions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """A transition: from which states, to which, and the timestamp column it sets."""
+
+    verb: str
+    allowed: tuple[OrderStatus, ...]
+    to: OrderStatus
+    stamp: str
+    # RESERVED orders past their reservation's time are refused (they are being expired).
+    live_reservation: bool
+
+
+CONFIRM = _Move("confirm", (OrderStatus.RESERVED,), OrderStatus.CONFIRMED, "confirmed_at", True)
+PAY = _Move("pay", (OrderStatus.RESERVED, OrderStatus.CONFIRMED), OrderStatus.PAID, "paid_at", True)
+CANCEL = _Move("cancel", OPEN_STATUSES, OrderStatus.CANCELLED, "cancelled_at", False)
+_visible = or_(
+    _orders.c.user_id == bindparam("caller_id", type_=Integer()),
+    bindparam("everyone", type_=Integer()) == 1,
+)
+
+
+def _transition_statement(move: _Move) -> DriverStatement:
+    now = bindparam("now", type_=UTCDateTime())
+    guard = [
+        _orders.c.id == bindparam("order_id", type_=Integer()),
+        _visible,
+        in_constants(_orders.c.status, [s.value for s in move.allowed]),
+    ]
+    if move.live_reservation:
+        guard.append(
+            or_(
+                _orders.c.status != OrderStatus.RESERVED.value,
+                _orders.c.reserved_at > bindparam("cutoff", type_=UTCDateTime()),
+            )
+        )
+    values: dict[str, Any] = {"status": move.to.value, "updated_at": now, move.stamp: now}
+    if move.to is OrderStatus.CANCELLED:
+        values["status_reason"] = bindparam("reason")
+    return DriverStatement(update(_orders).where(*guard).values(**values).returning(_orders.c.id))
+
+
+TRANSITIONS = {move.verb: _transition_statement(move) for move in (CONFIRM, PAY, CANCEL)}
+CURRENT_STATE = DriverStatement(
+    select(_orders.c.status, _orders.c.reserved_at).where(
+        _orders.c.id == bindparam("order_id", type_=Integer()), _visible
+    )
+)
+_CANCEL_REASONS: dict[CancelReason, str] = {
+    "user": "cancelled by the customer",
+    "admin": "cancelled by an admin",
+    "expired": "expired",
+}
+
+
+async def confirm_order(
+    db: Executor, *, order_id: int, user_id: int, is_admin: bool, reservation_ttl: timedelta
+) -> dict[str, Any]:
+    """RESERVED → CONFIRMED (stops the reservation from expiring)."""
+    await _transition(db, CONFIRM, order_id, user_id, is_admin, reservation_ttl)
+    return await read_order(db, order_id=order_id, user_id=user_id)
+
+
+async def pay_order(
+    db: Executor, *, order_id: int, user_id: int, is_admin: bool, reservation_ttl: timedelta
+) -> dict[str, Any]:
+    """RESERVED | CONFIRMED → PAID; the held stock is consumed."""
+    await _transition(db, PAY, order_id, user_id, is_admin, reservation_ttl)
+    await inventory.consume(db, order_id=order_id)
+    return await read_order(db, order_id=order_id, user_id=user_id)
+
+
+async def cancel_order(
+    db: Executor, *, order_id: int, user_id: int, is_admin: bool
+) -> dict[str, Any]:
+    """PENDING | RESERVED | CONFIRMED → CANCELLED; the release handler gives stock back."""
+    reason: CancelReason = "admin" if is_admin else "user"
+    await _transition(db, CANCEL, order_id, user_id, is_admin, None, reason=reason)
+    await outbox.emit(db, type=ORDER_CANCELLED, payload={"order_id": order_id, "reason": reason})
+    return await read_order(db, order_id=order_id, user_id=user_id)
+
+
+async def _transition(
+    db: Executor,
+    move: _Move,
+    order_id: int,
+    user_id: int,
+    is_admin: bool,
+    reservation_ttl: timedelta | None,
+    *,
+    reason: CancelReason | None = None,
+) -> None:
+    now = utcnow()
+    params: dict[str, Any] = {
+        "order_id": order_id,
+        "caller_id": user_id,
+        "everyone": int(is_admin),
+        "now": now,
+    }
+    if reservation_ttl is not None:
+        params["cutoff"] = now - reservation_ttl
+    if reason is not None:
+        params["reason"] = _CANCEL_REASONS[reason]
+    if await db.run(TRANSITIONS[move.verb], **params):
+        return
+    current = await db.run(
+        CURRENT_STATE, order_id=order_id, caller_id=user_id, everyone=int(is_admin)
+    )
+    if not current:
+        raise NotFound("Order not found")
+    status = str(current[0]["status"])
+    if status == OrderStatus.RESERVED.value and status in {s.value for s in move.allowed}:
+        raise InvalidTransition(
+            f"Cannot {move.verb} the order: its reservation expired and it is being cancelled",
+            current_status=status,
+        )
+    raise InvalidTransition(f"Cannot {move.verb} an order that is {status}", current_status=status)
+
+
+# --- expiry -----------------------------------------------------------------------------------
+
+_expirable = (
+    select(_orders.c.id)
+    .where(
+        _orders.c.status == OrderStatus.RESERVED.value,
+        _orders.c.reserved_at < bindparam("cutoff", type_=UTCDateTime()),
+    )
+    .order_by(_orders.c.id)
+    .limit(bindparam("batch", type_=Integer()))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+EXPIRE = DriverStatement(
+    update(_orders)
+    .where(_orders.c.id.in_(_expirable), _orders.c.status == OrderStatus.RESERVED.value)
+    .values(
+        status=OrderStatus.CANCELLED.value,
+        status_reason=_CANCEL_REASONS["expired"],
+        cancelled_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(_orders.c.id)
+)
+
+
+async def expire_reservations(db: Executor, *, cutoff: datetime, batch: int = 500) -> int:
+    """Cancel RESERVED orders reserved before `cutoff` (reason "expired"); returns how many.
+
+    Their order.cancelled events release the stock through the pipeline, like any cancel.
+    """
+    expired = await db.run(EXPIRE, cutoff=cutoff, batch=batch, now=utcnow())
+    await outbox.emit_many(
+        db,
+        [
+            (ORDER_CANCELLED, {"order_id": int(row["id"]), "reason": "expired"})
+            for row in sorted(expired, key=lambda row: int(row["id"]))
+        ],
+    )
+    return len(expired)

@@ -6,36 +6,35 @@ page continues exactly after the previous one whatever the sort:
 - `due_date` sorts put tasks without a due date last in both directions; the predicate treats
   the NULL block as its own segment, so no task is skipped or repeated across the boundary.
 - `priority` sorts by urgency (none < low < medium < high < urgent) through a CASE expression.
-- On SQLite, timestamps are compared through `julianday()`, because the text that
-  CURRENT_TIMESTAMP writes and the text a bound parameter carries differ in format.
+- On SQLite, timestamps are compared through `julianday()` (`comparable_time`), because the
+  text that CURRENT_TIMESTAMP writes and the text a bound parameter carries differ in format.
+
+Each statement is a `pages.PageStatement`: one definition, answered the same on both
+databases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from fastapi import Response
-from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, or_, select
+from sqlalchemy.ext.compiler import compiles
 
-from taskhub.auth.principal import Principal
-from taskhub.db import UTCDateTime, escape_like
-from taskhub.driver import DriverStatement, Row
+from taskhub.db import UTCDateTime, escape_like, table_of
+from taskhub.driver import Executor, Row
 from taskhub.errors import BadRequest, Unauthorized
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
-from taskhub.pagination import (
-    SortKey,
-    decode_cursor,
-    json_page,
-    order_clauses,
-    page_of,
-)
+from taskhub.pages import Caller, PageStatement, SortKey, model_columns
+from taskhub.pagination import decode_cursor
+from taskhub.projects.schemas import TaskOut
+
+_tasks, _members, _users = table_of(Task), table_of(ProjectMember), table_of(User)
 
 
 class TaskSort(StrEnum):
@@ -79,46 +78,47 @@ class TaskFilters:
         return cls(**{field.name: getattr(source, field.name) for field in fields(cls)})
 
 
-TASK_COLUMNS = (
-    Task.id,
-    Task.project_id,
-    Task.title,
-    Task.description,
-    Task.status,
-    Task.priority,
-    Task.assignee_id,
-    Task.created_by_id,
-    Task.due_date,
-    Task.created_at,
-    Task.updated_at,
-)
-PRIORITY_KEY = case({p.value: rank for p, rank in PRIORITY_RANK.items()}, value=Task.priority)
+PRIORITY_KEY = case({p.value: rank for p, rank in PRIORITY_RANK.items()}, value=_tasks.c.priority)
 _INVALID_CURSOR = "The cursor is not valid for this sort; start again without one"
 
 
-class _Keys:
-    """Sort-key expressions for one dialect."""
+class _ComparableTime(ColumnElement[Any]):
+    """A timestamp as it compares and sorts correctly: itself on PostgreSQL, its
+    `julianday()` on SQLite (whose stored and bound timestamp texts differ in format)."""
 
-    def __init__(self, dialect: str) -> None:
-        self.sqlite = dialect == "sqlite"
+    inherit_cache = True
 
-    def timestamp(self, expr: Any) -> ColumnElement[Any]:
-        """A timestamp column or value, comparable with the same dialect's columns."""
-        return func.julianday(expr) if self.sqlite else expr
+    def __init__(self, timestamp: ColumnElement[Any]) -> None:
+        self.timestamp = timestamp
+        self.type = timestamp.type
 
-    def timestamp_param(self, name: str) -> ColumnElement[Any]:
-        """A bound timestamp, comparable with `timestamp(column)`."""
-        return self.timestamp(bindparam(name, type_=UTCDateTime()))
 
-    def column(self, sort: TaskSort) -> ColumnElement[Any] | None:
-        """The key expression of a sort; None for the id itself."""
-        if sort.field == "priority":
-            return PRIORITY_KEY
-        if sort.field == "due_date":
-            return self.timestamp(Task.due_date)
-        if sort.field == "created_at":
-            return self.timestamp(Task.created_at)
-        return None
+@compiles(_ComparableTime)
+def _comparable_default(element: _ComparableTime, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.timestamp, **kw))
+
+
+@compiles(_ComparableTime, "sqlite")
+def _comparable_sqlite(element: _ComparableTime, compiler: Any, **kw: Any) -> str:
+    return f"julianday({compiler.process(element.timestamp, **kw)})"
+
+
+def comparable_time(expression: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`expression` (a timestamp column or parameter) in a form that compares correctly."""
+    return _ComparableTime(expression)
+
+
+def _time_param(name: str) -> ColumnElement[Any]:
+    return comparable_time(bindparam(name, type_=UTCDateTime()))
+
+
+def _sort_column(sort: TaskSort) -> ColumnElement[Any] | None:
+    """The key expression of a sort; None for the id itself."""
+    if sort.field == "priority":
+        return PRIORITY_KEY
+    if sort.field in ("due_date", "created_at"):
+        return comparable_time(_tasks.c[sort.field])
+    return None
 
 
 def _cursor_value(sort: TaskSort, row: Row) -> Any:
@@ -157,115 +157,86 @@ class _Position(Enum):
     AFTER_IN_NULLS = "after-in-nulls"
 
 
-def _after(keys: _Keys, sort: TaskSort, position: _Position) -> ColumnElement[bool]:
+def _after(sort: TaskSort, position: _Position) -> ColumnElement[bool]:
     """Rows strictly after (:after_value, :after_id) in the sort's order."""
     last_id = bindparam("after_id", type_=Integer())
-    after_id = Task.id < last_id if sort.descending else Task.id > last_id
-    key = keys.column(sort)
+    after_id = _tasks.c.id < last_id if sort.descending else _tasks.c.id > last_id
+    key = _sort_column(sort)
     if key is None:
         return after_id
     if position is _Position.AFTER_IN_NULLS:
         # Inside the trailing block of tasks without a due date.
-        return and_(Task.due_date.is_(None), after_id)
+        return and_(_tasks.c.due_date.is_(None), after_id)
     bound = (
         bindparam("after_value", type_=Integer())
         if sort.field == "priority"
-        else keys.timestamp_param("after_value")
+        else _time_param("after_value")
     )
     beyond = key < bound if sort.descending else key > bound
     predicate = or_(beyond, and_(key == bound, after_id))
     if sort.field == "due_date":
-        predicate = or_(predicate, Task.due_date.is_(None))
+        predicate = or_(predicate, _tasks.c.due_date.is_(None))
     return predicate
 
 
-def _filter(keys: _Keys, name: str) -> ColumnElement[bool]:
+def _filter(name: str) -> ColumnElement[bool]:
     """The predicate of one filter, its value bound as :<name>."""
     if name == "due_before":
-        return keys.timestamp(Task.due_date) < keys.timestamp_param(name)
+        return comparable_time(_tasks.c.due_date) < _time_param(name)
     if name == "due_after":
-        return keys.timestamp(Task.due_date) > keys.timestamp_param(name)
+        return comparable_time(_tasks.c.due_date) > _time_param(name)
     if name == "q":
         pattern = bindparam(name, type_=String())
         return or_(
-            Task.title.ilike(pattern, escape="\\"),
-            Task.description.ilike(pattern, escape="\\"),
+            _tasks.c.title.ilike(pattern, escape="\\"),
+            _tasks.c.description.ilike(pattern, escape="\\"),
         )
-    column = getattr(Task, name)
-    return cast(ColumnElement[bool], column == bindparam(name, type_=column.type))
+    column = _tasks.c[name]
+    return column == bindparam(name, type_=column.type)
 
 
 @lru_cache(maxsize=512)
-def _page_query(
-    dialect: str,
-    *,
-    members_only: bool,
-    filters: tuple[str, ...],
-    sort: TaskSort,
-    position: _Position,
-    as_json: bool,
-    checks_caller: bool = False,
-) -> DriverStatement:
+def _page_statement(
+    *, members_only: bool, filters: tuple[str, ...], sort: TaskSort, position: _Position
+) -> PageStatement:
     """The statement for one combination of filters, sort and position, compiled once.
 
     Every value is a bound parameter, so the few hundred possible shapes are each built
-    once per process; a request only binds its values (see taskhub.driver). `as_json`
-    (PostgreSQL): the page comes back as one `pagination.json_page` row; `checks_caller`
-    adds the :user_id account's `caller_active` and `caller_superuser` to it.
+    once per process; a request only binds its values. A member's statement also reads the
+    :user_id account (the route has read only the token).
     """
-    keys = _Keys(dialect)
-    stmt = select(*TASK_COLUMNS).where(*(_filter(keys, name) for name in filters))
+    stmt = select(*model_columns(TaskOut, _tasks)).where(*(_filter(name) for name in filters))
     if members_only:
         stmt = stmt.where(
-            Task.project_id.in_(
-                select(ProjectMember.project_id).where(
-                    ProjectMember.user_id == bindparam("user_id", type_=Integer())
+            _tasks.c.project_id.in_(
+                select(_members.c.project_id).where(
+                    _members.c.user_id == bindparam("user_id", type_=Integer())
                 )
             )
         )
     if position is not _Position.FIRST:
-        stmt = stmt.where(_after(keys, sort, position))
-    key = keys.column(sort)
-    sort_keys = [SortKey(Task.id, descending=sort.descending)]
+        stmt = stmt.where(_after(sort, position))
+    key = _sort_column(sort)
+    sort_keys = [SortKey(_tasks.c.id, descending=sort.descending)]
     if key is not None:
         sort_keys.insert(0, SortKey(key, descending=sort.descending, nulls_last=True))
-    if as_json:
-        cursor_keys = sorted({"id", sort.field})
-        page = json_page(stmt, sort_keys, keys=cursor_keys, table=Task.__tablename__)
-        if checks_caller:
-            caller = User.id == bindparam("user_id", type_=Integer())
-            page = page.add_columns(
-                select(User.is_active).where(caller).scalar_subquery().label("caller_active"),
-                select(User.is_superuser).where(caller).scalar_subquery().label("caller_superuser"),
-            )
-        return DriverStatement(page)
-    return DriverStatement(
-        stmt.order_by(*order_clauses(sort_keys)).limit(bindparam("limit", type_=Integer()))
+    return PageStatement(
+        stmt,
+        sort_keys,
+        model=TaskOut,
+        cursor_keys=sorted({"id", sort.field}),
+        caller=CALLER if members_only else None,
     )
 
 
+# The account behind the token, read beside a member's page.
+CALLER = select(_users.c.is_active, _users.c.is_superuser).where(
+    _users.c.id == bindparam("user_id", type_=Integer())
+)
+
+
 async def list_tasks(
-    engine: AsyncEngine,
-    *,
-    user: Principal,
-    filters: TaskFilters,
-    sort: TaskSort,
-    limit: int,
-    cursor: str | None,
-    as_json: bool,
-) -> Response:
-    """One page of the tasks the caller may see, with the cursor of the next page.
-
-    `as_json` (PostgreSQL): the database writes the page (`pagination.json_page`).
-    """
-    member = None if user.is_superuser else user.id
-    page = _Page(filters, sort, limit, cursor)
-    rows = await page.fetch(engine, member=member, as_json=as_json)
-    return page.response(rows, as_json=as_json)
-
-
-async def list_tasks_for_token(
-    engine: AsyncEngine,
+    db: Executor,
     *,
     user_id: int,
     filters: TaskFilters,
@@ -273,28 +244,66 @@ async def list_tasks_for_token(
     limit: int,
     cursor: str | None,
 ) -> Response:
-    """PostgreSQL: `list_tasks` for the user a token names, without reading the account first.
+    """One page of the tasks the user a token names may see, with the next page's cursor.
 
-    The member's page statement reads the account too: gone or inactive, 401 (at once after
-    deactivation, as everywhere). A site admin sees every task: for one, a second statement.
+    The tasks of the user's projects, read with the account in one statement: gone or
+    inactive, 401 (at once after deactivation, as everywhere). A site admin sees every task,
+    which takes a statement of its own.
     """
-    page = _Page(filters, sort, limit, cursor)
-    rows = await page.fetch(engine, member=user_id, as_json=True, checks_caller=True)
-    if not rows[0]["caller_active"]:
+    member = TaskPage(filters=filters, sort=sort, cursor=cursor, members_only=True)
+    page, caller = await member.fetch(db, limit=limit, user_id=user_id)
+    if page is not None:
+        return page
+    if caller is None or not caller.active:
         raise Unauthorized()
-    if rows[0]["caller_superuser"]:
-        rows = await page.fetch(engine, member=None, as_json=True)
-    return page.response(rows, as_json=True)
+    everyone = TaskPage(filters=filters, sort=sort, cursor=cursor, members_only=False)
+    page, _ = await everyone.fetch(db, limit=limit)
+    assert page is not None  # noqa: S101 (no caller check: there is always a page)
+    return page
 
 
-class _Page:
-    """One requested page: the statement's parameters, the filters in use, where it starts."""
+class TaskPage:
+    """One requested page of tasks: its statement, the values it binds, where it starts.
+
+    A member's page (`members_only`) is the tasks of the :user_id account's projects, read
+    with the account; otherwise every task (a site admin's page).
+    """
 
     def __init__(
-        self, filters: TaskFilters, sort: TaskSort, limit: int, cursor: str | None
+        self, *, filters: TaskFilters, sort: TaskSort, cursor: str | None, members_only: bool
     ) -> None:
-        self.sort, self.limit = sort, limit
-        self.params: dict[str, Any] = {"limit": limit + 1, "page_size": limit}
+        self.request = _PageRequest(filters, sort, cursor)
+        self.statement = _page_statement(
+            members_only=members_only,
+            filters=self.request.filters,
+            sort=sort,
+            position=self.request.position,
+        )
+
+        self.cursor_of = self.request.cursor_of
+
+    def params(self, user_id: int | None = None) -> dict[str, Any]:
+        """The values the statement binds (a member's page also binds the account's id)."""
+        params = dict(self.request.params)
+        if user_id is not None:
+            params["user_id"] = user_id
+        return params
+
+    async def fetch(
+        self, db: Executor, *, limit: int, user_id: int | None = None
+    ) -> tuple[Response | None, Caller | None]:
+        """The page, and the account if a member's page read it (`PageStatement.fetch`)."""
+        return await self.statement.fetch(
+            db, limit=limit, cursor_of=self.cursor_of, **self.params(user_id)
+        )
+
+
+class _PageRequest:
+    """One requested page: the filters in use, their values, where the page starts."""
+
+    def __init__(self, filters: TaskFilters, sort: TaskSort, cursor: str | None) -> None:
+        self.sort = sort
+        self.params: dict[str, Any] = {}
         for field in fields(filters):
             value = getattr(filters, field.name)
             if value is not None and value != "":
@@ -311,30 +320,9 @@ class _Page:
             else:
                 self.position, self.params["after_value"] = _Position.AFTER, value
 
-    async def fetch(
-        self, engine: AsyncEngine, *, member: int | None, as_json: bool, checks_caller: bool = False
-    ) -> Sequence[Row]:
-        """The page's rows: among `member`'s projects, or all tasks (None, a site admin)."""
-        query = _page_query(
-            engine.dialect.name,
-            members_only=member is not None,
-            filters=self.filters,
-            sort=self.sort,
-            position=self.position,
-            as_json=as_json,
-            checks_caller=checks_caller,
-        )
-        params = self.params if member is None else {**self.params, "user_id": member}
-        return await query.fetch(engine, **params)
-
-    def response(self, rows: Sequence[Row], *, as_json: bool) -> Response:
-        """The page's response, from what `fetch` returned."""
-        return page_of(
-            rows,
-            self.limit,
-            lambda last: [self.sort.value, _cursor_value(self.sort, last), last["id"]],
-            as_json=as_json,
-        )
+    def cursor_of(self, last: Row) -> list[Any]:
+        """The next page's cursor, from the page's last row."""
+        return [self.sort.value, _cursor_value(self.sort, last), last["id"]]
 
 
 _FILTER_NAMES = tuple(field.name for field in fields(TaskFilters))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 from pydantic import Field
 
-from taskhub.auth.dependencies import CurrentUser, TokenSubject, load_caller
+from taskhub.auth.dependencies import CurrentUser, TokenSubject
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
 from taskhub.errors import (
     BadRequest,
@@ -23,7 +23,6 @@ from taskhub.pagination import (
     LimitQuery,
     Page,
     PageQuery,
-    database_writes_pages,
     decode_cursor,
     split_page,
 )
@@ -43,7 +42,7 @@ from taskhub.projects.schemas import (
     TaskUpdateIn,
     Timestamp,
 )
-from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks, list_tasks_for_token
+from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks
 from taskhub.query import documented, query_of
 from taskhub.routing import V1, PrefixRouter
 
@@ -106,18 +105,14 @@ async def search_tasks(
     search: Annotated[TaskSearch, Depends(query_of(TaskSearch))],
 ) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
-    # On PostgreSQL the page statement reads the account itself (list_tasks_for_token).
-    filters = TaskFilters.of(search)
-    # Serialized straight from the database, not validated again (see list_tasks).
-    engine = request.app.state.engine
-    sort, limit, cursor = search.sort, search.limit, search.cursor
-    if database_writes_pages(engine):
-        return await list_tasks_for_token(
-            engine, user_id=user_id, filters=filters, sort=sort, limit=limit, cursor=cursor
-        )
-    user = await load_caller(request, user_id)
+    # The page statement reads the account itself: the route read only the token.
     return await list_tasks(
-        engine, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor, as_json=False
+        request.app.state.database.pooled,
+        user_id=user_id,
+        filters=TaskFilters.of(search),
+        sort=search.sort,
+        limit=search.limit,
+        cursor=search.cursor,
     )
 
 
