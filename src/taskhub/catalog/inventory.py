@@ -142,15 +142,27 @@ class Shortfall:
 async def record_initial_stock(
     db: Executor, *, product_id: int, quantity: int, actor_id: int | None
 ) -> None:
-    """Ledger row for a new product's starting stock."""
+    """A new product's starting stock, with the ledger's first row."""
     if quantity:
-        await _ledger(
-            db, [(product_id, quantity)], reason=MovementReason.INITIAL, actor_id=actor_id
+        await _change(
+            db,
+            product_id=product_id,
+            delta=quantity,
+            reason=MovementReason.INITIAL,
+            actor_id=actor_id,
         )
 
 
 async def adjust_stock(db: Executor, *, product_id: int, delta: int, actor_id: int) -> int:
     """Add or remove stock by hand; 409 if it would go negative. Returns the new stock."""
+    return await _change(
+        db, product_id=product_id, delta=delta, reason=MovementReason.ADJUST, actor_id=actor_id
+    )
+
+
+async def _change(
+    db: Executor, *, product_id: int, delta: int, reason: MovementReason, actor_id: int | None
+) -> int:
     rows = await db.run(ADJUST, product_id=product_id, delta=delta)
     if not rows:
         current = await db.run(CURRENT_STOCK, product_id=product_id)
@@ -162,7 +174,7 @@ async def adjust_stock(db: Executor, *, product_id: int, delta: int, actor_id: i
                 f"Stock is {stock}; a change of {delta} would make it negative", stock=stock
             )
         raise InsufficientStock(f"Stock would exceed {MAX_STOCK}", stock=stock)
-    await _ledger(db, [(product_id, delta)], reason=MovementReason.ADJUST, actor_id=actor_id)
+    await _ledger(db, [(product_id, delta)], reason=reason, actor_id=actor_id)
     return int(rows[0]["stock"])
 
 

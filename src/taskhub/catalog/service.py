@@ -31,10 +31,8 @@ async def create_product(
     stock: int,
     actor_id: int,
 ) -> Product:
-    """Create a product; its initial stock is the ledger's first row."""
-    product = Product(
-        sku=sku, name=name, description=description, price_cents=price_cents, stock=stock
-    )
+    """Create a product; its initial stock is set by the inventory, with the ledger's first row."""
+    product = Product(sku=sku, name=name, description=description, price_cents=price_cents)
     session.add(product)
     await _flush_unique_sku(session)
     await inventory.record_initial_stock(

@@ -35,7 +35,8 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
-    stock: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Starts at 0; only taskhub.catalog.inventory changes it, with a ledger row each time.
+    stock: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # Deleted products are archived, so that past orders keep their lines.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_at_column()
