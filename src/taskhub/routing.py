@@ -1,10 +1,9 @@
 """Routers that reject a path outside their prefix before trying any of their routes.
 
-FastAPI (0.16x) keeps every included router as a level of its own and tries an included
-router's routes one by one, each with the bookkeeping of its route context, and then once more
-inside the router that matched. With ~60 routes that scan was about a third of the CPU of a
-small request (`bench/NOTES.md`). A `PrefixRouter` answers "no match" for any other path
-with one string comparison, so a request only ever walks the routes of its own router.
+FastAPI tries an included router's routes one by one, each with the bookkeeping of its route
+context, and then once more inside the router that matched. A `PrefixRouter` answers "no
+match" for any other path with one string comparison, so a request only ever walks the
+routes of its own router.
 """
 
 from __future__ import annotations

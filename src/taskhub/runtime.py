@@ -3,8 +3,7 @@
 CPython's cyclic garbage collector runs a young-generation pass every 700 net allocations of
 container objects. A request through FastAPI, pydantic and SQLAlchemy allocates thousands,
 so passes ran several times per request, and each older-generation pass walked every object
-the process had imported. Profiles under `make bench` put that at a quarter of the server's
-CPU (`bench/NOTES.md`). Two standard remedies, as the `gc` documentation describes them:
+the process had imported. Two standard remedies, as the `gc` documentation describes them:
 
 - a higher young-generation threshold (the cycles are still collected, in fewer passes);
 - `gc.freeze()` once start-up is over: the modules, routes and schemas built at import move
