@@ -23,7 +23,9 @@ from sqlalchemy import text
 
 import tests.conftest
 from taskhub.db import make_engine, pg_connect_args
+from taskhub.driver import attach_driver_pool, detach_driver_pool
 from taskhub.main import create_app
+from taskhub.messaging.outbox import NOTIFY_CHANNEL, NOTIFY_RELAYS
 from tests.commerce.conftest import make_product, place_order, wait_settled
 from tests.conftest import clean_tables, client_for, make_settings, start_pgbouncer
 from tests.factories import make_user
@@ -201,6 +203,28 @@ async def test_unnamed_statements_outside_transactions_stay_on_one_server_connec
     assert sorted(await asyncio.gather(*(client_loop(seed) for seed in range(16)))) == list(
         range(16)
     )
+
+
+async def test_a_notify_sent_through_pgbouncer_reaches_a_relay_listening_directly(
+    bouncers: Callable[..., PgBouncer], pg_database_url: str
+) -> None:
+    """The NOTIFY half of LISTEN/NOTIFY works through transaction pooling: the API's own
+    statement, on its driver pool behind PgBouncer, wakes a LISTEN on PostgreSQL itself
+    (DATABASE_LISTEN_URL)."""
+    bouncer = bouncers(pool_size=2)
+    settings = make_settings(database_url=bouncer.url_through(pg_database_url), db_pgbouncer=True)
+    heard = asyncio.Event()
+    listener = await asyncpg.connect(pg_database_url.replace("+asyncpg", "", 1))
+    engine = make_engine(settings, driver_pool=True)
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *_: heard.set())
+        await attach_driver_pool(engine, settings)
+        await NOTIFY_RELAYS.fetch(engine)
+        await asyncio.wait_for(heard.wait(), timeout=10)
+    finally:
+        await detach_driver_pool(engine)
+        await engine.dispose()
+        await listener.close()
 
 
 def test_a_missing_pgbouncer_fails_when_services_are_required_and_skips_otherwise(
