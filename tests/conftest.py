@@ -5,8 +5,10 @@ written are emptied (TRUNCATE on PostgreSQL, DELETE on SQLite). Rolled-back tran
 would not do here, because the concurrency tests commit from many connections and processes.
 
 Shapes: tests that take the `client` fixture run twice, against SQLite (embedded) and
-PostgreSQL. When PostgreSQL or Redis is absent their tests are skipped and the summary says
-so; with TASKHUB_REQUIRE_SERVICES=1 (CI) an absent service is a failure instead.
+PostgreSQL. The commerce tests run a third time, against PostgreSQL through a PgBouncer in
+transaction mode that the suite starts itself (`pgbouncer`, DB_PGBOUNCER=true). When
+PostgreSQL, Redis or pgbouncer is absent their tests are skipped and the summary says so;
+with TASKHUB_REQUIRE_SERVICES=1 (CI) an absent service is a failure instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskhub.config import Settings
 from taskhub.main import create_app
 from taskhub.migrate import upgrade
+from tests.pgbouncer import PgBouncer
 from tests.processes import SECRET, PrivateRedis
 
 PG_ADMIN_DSN = os.environ.get("TASKHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -128,6 +131,36 @@ async def pg_database_url(pg_server: str) -> AsyncIterator[str]:
     await drop_pg_database(pg_server, name)
 
 
+def start_pgbouncer(admin_dsn: str, **options: Any) -> PgBouncer:
+    """Start a pgbouncer (tests/pgbouncer.py) in front of the test PostgreSQL; a skip, or a
+    failure under TASKHUB_REQUIRE_SERVICES=1, when Debian's pgbouncer is not installed."""
+    try:
+        bouncer = PgBouncer(admin_dsn, **options)
+    except FileNotFoundError as exc:
+        service_missing("pgbouncer", str(exc))
+    bouncer.start()
+    return bouncer
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: str) -> Iterator[PgBouncer]:
+    """A pgbouncer of this run, transaction mode, in front of the test PostgreSQL."""
+    bouncer = start_pgbouncer(pg_server)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+async def pgbouncer_database_url(pg_server: str, pgbouncer: PgBouncer) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this run, migrated through the pgbouncer (as
+    `taskhub migrate` would be behind one); its URL through the pgbouncer."""
+    name = await create_pg_database(pg_server)
+    url = pgbouncer.url_through(pg_url(pg_server, name))
+    await upgrade(make_settings(database_url=url, db_pgbouncer=True))
+    yield url
+    await drop_pg_database(pg_server, name)
+
+
 @pytest.fixture(scope="session")
 async def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh SQLite file for this run, migrated to head."""
@@ -148,6 +181,8 @@ def database_url(shape: str, request: pytest.FixtureRequest) -> str:
     """The migrated database of the current shape."""
     if shape == "sqlite":
         return str(request.getfixturevalue("sqlite_database_url"))
+    if shape == "pgbouncer":
+        return str(request.getfixturevalue("pgbouncer_database_url"))
     return str(request.getfixturevalue("pg_database_url"))
 
 
@@ -167,9 +202,15 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def clean_tables(url: str) -> None:
-    """Empty every table (see the module docstring)."""
-    engine = create_async_engine(url, connect_args={} if "postgresql" in url else {"timeout": 30})
+async def clean_tables(url: str, *, pgbouncer: bool = False) -> None:
+    """Empty every table (see the module docstring); `pgbouncer`: the URL leads through one."""
+    if "postgresql" not in url:
+        connect_args: dict[str, Any] = {"timeout": 30}
+    elif pgbouncer:
+        connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    else:
+        connect_args = {}
+    engine = create_async_engine(url, connect_args=connect_args)
     try:
         async with engine.begin() as conn:
             if url.startswith("postgresql"):
@@ -182,10 +223,11 @@ async def clean_tables(url: str) -> None:
 
 
 @pytest.fixture
-async def settings_factory(database_url: str) -> AsyncIterator[Callable[..., Settings]]:
+async def settings_factory(database_url: str, shape: str) -> AsyncIterator[Callable[..., Settings]]:
     """Build settings for this test's database; the tables are emptied afterwards."""
-    yield lambda **overrides: make_settings(database_url=database_url, **overrides)
-    await clean_tables(database_url)
+    base = {"database_url": database_url, "db_pgbouncer": shape == "pgbouncer"}
+    yield lambda **overrides: make_settings(**{**base, **overrides})
+    await clean_tables(database_url, pgbouncer=shape == "pgbouncer")
 
 
 @pytest.fixture

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
 
     environment: Literal["dev", "test", "prod"] = "dev"
     database_url: str = "sqlite+aiosqlite:///./taskhub.db"
+    # PostgreSQL is reached through PgBouncer in transaction mode: no statement caches, only
+    # unnamed prepared statements (taskhub.db.pg_connect_args).
+    db_pgbouncer: bool = False
+    # Where the relay LISTENs for outbox NOTIFYs: PostgreSQL itself, never a transaction
+    # pooler (see `listen_url`).
+    database_listen_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "taskhub"
     secret_key: str | None = None
@@ -82,7 +88,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("redis_url", "secret_key", mode="before")
+    @field_validator("redis_url", "secret_key", "database_listen_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `REDIS_URL=` in a .env file means "not configured", not "connect to ''".
@@ -90,9 +96,11 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
-    def _async_driver(cls, value: str) -> str:
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         for plain in (
             "postgres://",
             "postgresql://",
@@ -107,6 +115,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
+        if self.db_pgbouncer and self.is_sqlite:
+            raise ValueError("DB_PGBOUNCER=true needs a PostgreSQL DATABASE_URL")
         if "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS may not contain '*': list the allowed origins")
         weak = self.secret_key is None or self.secret_key.strip() in PLACEHOLDER_SECRETS
@@ -124,6 +134,20 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """Whether the database is the embedded SQLite file."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def listen_url(self) -> str | None:
+        """The database URL the relay LISTENs on, or None: it polls (RELAY_POLL_SECONDS).
+
+        DATABASE_LISTEN_URL if set, else DATABASE_URL; but behind PgBouncer (DB_PGBOUNCER)
+        only an explicit DATABASE_LISTEN_URL, because a LISTEN through transaction pooling
+        registers on whichever server connection ran it, and its notifications are lost.
+        """
+        if self.is_sqlite:
+            return None
+        if self.database_listen_url is not None:
+            return self.database_listen_url
+        return None if self.db_pgbouncer else self.database_url
 
     @property
     def embedded_events(self) -> bool:

@@ -87,7 +87,12 @@ def make_engine(settings: Settings, *, pool: bool = True, driver_pool: bool = Fa
         )
         _sqlite_pragmas(engine)
         return engine
-    kwargs: dict[str, Any] = {"connect_args": pg_connect_args(settings), "pool_pre_ping": False}
+    connect_args = pg_connect_args(settings)
+    if settings.db_pgbouncer:
+        # SQLAlchemy's asyncpg adapter keeps prepared statements of its own as well. With
+        # both caches off it prepares every statement unnamed (see pg_connect_args).
+        connect_args["prepared_statement_cache_size"] = 0
+    kwargs: dict[str, Any] = {"connect_args": connect_args, "pool_pre_ping": False}
     if pool:
         kwargs.update(
             pool_size=pool_sizes(settings, driver_pool=driver_pool).sqlalchemy,
@@ -121,12 +126,27 @@ def pool_sizes(settings: Settings, *, driver_pool: bool) -> PoolSizes:
 
 
 def pg_connect_args(settings: Settings) -> dict[str, Any]:
-    """asyncpg connect arguments: connect and statement timeouts, the application name."""
-    return {
+    """asyncpg connect arguments: connect and statement timeouts, the application name;
+    behind PgBouncer (DB_PGBOUNCER), no statement cache.
+
+    PgBouncer in transaction mode gives each transaction (and each statement outside one)
+    whichever server connection is free, and version 1.18 does not track prepared
+    statements. A named statement that asyncpg caches lives on one server connection only:
+    reused later it is "does not exist" on another, or "already exists" when a second
+    client picks the same name there. With `statement_cache_size=0` asyncpg prepares each
+    statement unnamed: it describes it with a Flush rather than a Sync, then sends Parse
+    again with Bind and Execute before the one Sync. PgBouncer moves a client to another
+    server connection only after a Sync outside a transaction, so an unnamed statement never
+    outlives the exchange that runs it, inside a transaction or not.
+    """
+    args: dict[str, Any] = {
         "timeout": settings.db_timeout_seconds,
         "command_timeout": max(settings.db_timeout_seconds * 6, 30),
         "server_settings": {"application_name": "taskhub"},
     }
+    if settings.db_pgbouncer:
+        args["statement_cache_size"] = 0
+    return args
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -389,9 +389,10 @@ async def attach_driver_pool(engine: AsyncEngine, settings: Settings) -> None:
     """Give a PostgreSQL engine a pool of bare asyncpg connections for its statements.
 
     Connections open on demand, up to the driver's share of DB_POOL_SIZE (`pool_sizes`),
-    with the engine's connect settings. A returned connection is not reset beyond asyncpg's
-    own rollback of an open transaction: these statements change no session state.
-    `detach_driver_pool` closes it.
+    with the engine's connect settings (behind PgBouncer: no statement cache, see
+    `pg_connect_args`). A returned connection is not reset beyond asyncpg's own rollback of
+    an open transaction: these statements change no session state, which also makes them
+    safe on PgBouncer's transaction pooling. `detach_driver_pool` closes it.
     """
     if engine.dialect.name != "postgresql":
         return

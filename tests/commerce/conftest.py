@@ -17,6 +17,13 @@ from tests.factories import Actor, make_user
 _sku = itertools.count(1)
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgres", "pgbouncer"])
+def shape(request: pytest.FixtureRequest) -> str:
+    """The commerce tests run on a third shape too: PostgreSQL through PgBouncer in
+    transaction mode (tests/pgbouncer.py), with DB_PGBOUNCER=true."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def admin(app: FastAPI, client: httpx.AsyncClient) -> Actor:
     """A site admin."""

@@ -1,5 +1,5 @@
 """Structural rules of the deployment files: docker-compose.yml, Dockerfile, .env.example,
-.dockerignore, the pgAdmin provisioning and the setup scripts.
+.dockerignore, the pgAdmin provisioning, the setup scripts and the Kubernetes manifests.
 
 Docker cannot run on the CI machine, so these tests read the files; .ci/validate-deploy adds
 the compose parser, the Compose-spec schema, hadolint, shellcheck and the CLI checks.
@@ -7,6 +7,7 @@ the compose parser, the Compose-spec schema, hadolint, shellcheck and the CLI ch
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -16,8 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from taskhub.cli import app as cli_app
 from taskhub.config import Settings
+from tests.ops.kustomize import pod_spec
+from tests.ops.kustomize import render as render_overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -302,3 +307,201 @@ def test_dockerignore_keeps_local_state_out() -> None:
     assert {".pytest_cache", ".mypy_cache", ".ruff_cache", "**/__pycache__"} <= patterns
     for needed in ("pyproject.toml", "uv.lock", "README.md", "src"):
         assert needed not in patterns, f"{needed} is needed by the image build"
+
+
+# ------------------------------------------------------------------------------------------
+# Kubernetes (deploy/k8s): the overlays, rendered by tests/ops/kustomize.py. .ci/validate-deploy
+# also renders them with `kubectl kustomize` (the same result, or it fails) and validates base
+# files and renderings against the Kubernetes schemas (kubernetes-validate).
+
+K8S = ROOT / "deploy/k8s"
+OVERLAYS = ("dev", "prod")
+TASKHUB_COMMANDS = {
+    "taskhub-web": ["taskhub", *SERVE_ARGS],
+    "taskhub-worker": ["taskhub", "worker"],
+    "taskhub-migrate": ["taskhub", "migrate"],
+}
+PLACEHOLDER = "change-me"
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    """An overlay's name and its rendered manifests."""
+    return str(request.param), render_overlay(K8S / "overlays" / str(request.param))
+
+
+def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def workloads(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if pod_spec(m) is not None}
+
+
+def k8s_yaml_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*.yaml"))
+
+
+def test_k8s_runs_what_make_run_and_compose_run(
+    overlay: tuple[str, list[dict[str, Any]]], services: dict[str, dict[str, Any]]
+) -> None:
+    _, manifests = overlay
+    found = workloads(manifests)
+    assert by_kind(manifests, "Deployment").keys() >= {"taskhub-web", "taskhub-worker"}
+    assert by_kind(manifests, "Job").keys() == {"taskhub-migrate"}
+    for name, argv in TASKHUB_COMMANDS.items():
+        [container] = pod_spec(found[name])["containers"]
+        assert container["command"] + container["args"] == argv, name
+    # The same commands as the compose services (and so as `make run`, checked above).
+    assert TASKHUB_COMMANDS["taskhub-web"][1:] == services["web"]["command"]
+    assert TASKHUB_COMMANDS["taskhub-worker"][1:] == services["worker"]["command"]
+    assert TASKHUB_COMMANDS["taskhub-migrate"][1:] == services["migrate"]["command"]
+    # Every taskhub container runs one of them, and the CLI accepts it (with its options).
+    runner = CliRunner()
+    for name, workload in found.items():
+        for container in pod_spec(workload)["containers"]:
+            if "taskhub" in container["image"]:
+                argv = container["command"] + container["args"]
+                assert argv in TASKHUB_COMMANDS.values(), (name, argv)
+                result = runner.invoke(cli_app, [*argv[1:], "--help"])
+                assert result.exit_code == 0, (argv, result.output)
+
+
+def test_k8s_web_probes_and_port(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, manifests = overlay
+    web = by_kind(manifests, "Deployment")["taskhub-web"]
+    [container] = pod_spec(web)["containers"]
+    port = int(container["args"][container["args"].index("--port") + 1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": port}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert (
+        pod_spec(web)["terminationGracePeriodSeconds"]
+        > (container["lifecycle"]["preStop"]["sleep"]["seconds"])
+    )
+    [service] = [
+        s for s in by_kind(manifests, "Service").values() if s["metadata"]["name"] == "taskhub-web"
+    ]
+    assert (
+        service["spec"]["selector"].items() <= web["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_k8s_worker_drains_on_sigterm_and_serves_metrics(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, manifests = overlay
+    worker = by_kind(manifests, "Deployment")["taskhub-worker"]
+    spec = pod_spec(worker)
+    # SIGTERM: the worker finishes and acknowledges what is in flight; its statements time
+    # out after 30 s at most (taskhub.db.pg_connect_args), so it needs more than that.
+    assert spec["terminationGracePeriodSeconds"] >= 60
+    [container] = spec["containers"]
+    assert "lifecycle" not in container, "SIGTERM itself starts the drain"
+    config = by_kind(manifests, "ConfigMap")["taskhub-config"]["data"]
+    metrics = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+    assert int(config["WORKER_METRICS_PORT"]) == metrics
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert worker["spec"]["replicas"] >= 1
+
+
+def test_k8s_migrate_job_and_autoscaling(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, manifests = overlay
+    job = by_kind(manifests, "Job")["taskhub-migrate"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1
+    [hpa] = by_kind(manifests, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "taskhub-web",
+    }
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    # The autoscaler owns the count: a replicas field would reset it on every apply.
+    assert "replicas" not in by_kind(manifests, "Deployment")["taskhub-web"]["spec"]
+    # Every Deployment has a disruption budget selecting its pods.
+    budgets = by_kind(manifests, "PodDisruptionBudget")
+    for name, deployment in by_kind(manifests, "Deployment").items():
+        selector = budgets[name]["spec"]["selector"]["matchLabels"]
+        assert selector == deployment["spec"]["selector"]["matchLabels"], name
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_k8s_resources_and_security_context(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, manifests = overlay
+    [namespace] = by_kind(manifests, "Namespace").values()
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    dockerfile_user = int(instruction(dockerfile_stages()[-1], "USER")[0].split(":")[0])
+    for workload_name, workload in workloads(manifests).items():
+        spec = pod_spec(workload)
+        where = f"{name}: {workload_name}"
+        assert spec["automountServiceAccountToken"] is False, where
+        pod_security = spec["securityContext"]
+        assert pod_security["runAsNonRoot"] is True, where
+        assert pod_security["runAsUser"] != 0, where
+        assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in spec["containers"]:
+            if "taskhub" in container["image"]:
+                assert pod_security["runAsUser"] == dockerfile_user, where
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys(), where
+            assert "memory" in resources["limits"], where
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["capabilities"] == {"drop": ["ALL"]}, where
+            assert "image" in container and not container["image"].endswith(":latest"), where
+
+
+def test_k8s_settings_and_no_literal_secrets(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, manifests = overlay
+    settings = {field.upper() for field in Settings.model_fields}
+    config = by_kind(manifests, "ConfigMap")["taskhub-config"]["data"]
+    assert config.keys() <= settings, config.keys() - settings
+    assert config["ENVIRONMENT"] == "prod"
+    for key, value in config.items():
+        assert not SECRET_NAME.search(key), f"{key} belongs in the Secret"
+        assert "://" not in value, f"{key}: URLs carry passwords; they go in the Secret"
+    for workload_name, workload in workloads(manifests).items():
+        for container in pod_spec(workload)["containers"]:
+            for env in container.get("env", []):
+                assert "value" not in env or not SECRET_NAME.search(env["name"]), workload_name
+            if "taskhub" in container["image"]:
+                refs = [next(iter(source.values()))["name"] for source in container["envFrom"]]
+                assert refs == ["taskhub-config", "taskhub-secrets"], workload_name
+    secrets = by_kind(manifests, "Secret")
+    if name == "dev":
+        # Generated from secrets.env (git-ignored); the example holds only placeholders.
+        data = {
+            k: base64.b64decode(v).decode() for k, v in secrets["taskhub-secrets"]["data"].items()
+        }
+        assert data.keys() <= settings
+        assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= data.keys()
+        assert data["SECRET_KEY"] == PLACEHOLDER
+        assert f":{PLACEHOLDER}@" in data["DATABASE_URL"]
+    else:
+        assert not secrets, "prod Secrets are created out of band, never rendered"
+    # No Secret object and no secrets.env is ever committed.
+    for path in k8s_yaml_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (doc and doc.get("kind") == "Secret"), path
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "deploy/k8s/overlays/dev/secrets.env"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "secrets.env must be git-ignored"
+
+
+def test_k8s_prod_goes_through_pgbouncer_in_transaction_mode() -> None:
+    manifests = render_overlay(K8S / "overlays/prod")
+    assert by_kind(manifests, "ConfigMap")["taskhub-config"]["data"]["DB_PGBOUNCER"] == "true"
+    ini = by_kind(manifests, "ConfigMap")["taskhub-pgbouncer"]["data"]["pgbouncer.ini"]
+    assert re.search(r"^pool_mode = transaction$", ini, re.MULTILINE)
+    port = int(re.findall(r"^listen_port = (\d+)$", ini, re.MULTILINE)[0])
+    service = by_kind(manifests, "Service")["taskhub-pgbouncer"]
+    assert service["spec"]["ports"][0]["port"] == port
+    assert "taskhub-pgbouncer" in by_kind(manifests, "Deployment")
+    dev = render_overlay(K8S / "overlays/dev")
+    assert by_kind(dev, "ConfigMap")["taskhub-config"]["data"]["DB_PGBOUNCER"] == "false"

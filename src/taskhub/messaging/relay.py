@@ -71,7 +71,7 @@ class Relay:
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: Redis,
         keys: StreamKeys,
-        database_url: str,
+        database_url: str | None,
         batch_size: int,
         poll_seconds: float,
         maxlen: int,
@@ -159,7 +159,14 @@ class Relay:
             await pipe.execute()
 
     async def _ensure_listener(self) -> None:
-        """LISTEN for outbox inserts on PostgreSQL; best effort, the poll covers failures."""
+        """LISTEN for outbox inserts on PostgreSQL; best effort, the poll covers failures.
+
+        `database_url` is `Settings.listen_url`: PostgreSQL itself, since a LISTEN through
+        PgBouncer's transaction pooling would hear nothing. None (DB_PGBOUNCER without
+        DATABASE_LISTEN_URL): no LISTEN, the relay polls every `poll_seconds`.
+        """
+        if self._database_url is None:
+            return
         url = make_url(self._database_url)
         if not url.drivername.startswith("postgresql"):
             return
@@ -169,7 +176,10 @@ class Relay:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             async with asyncio.timeout(5):
-                conn = await asyncpg.connect(dsn)
+                # Named, so that operators see the LISTEN connections in pg_stat_activity.
+                conn = await asyncpg.connect(
+                    dsn, server_settings={"application_name": "taskhub-relay"}
+                )
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
         except Exception as exc:  # the poll fallback keeps the relay going
             logger.warning("relay: LISTEN unavailable (%r); polling", exc)

@@ -56,7 +56,7 @@ class Worker:
                 sessionmaker=self.sessionmaker,
                 redis=self.redis,
                 keys=keys[0],  # the relay writes every event to its partition's stream
-                database_url=settings.database_url,
+                database_url=settings.listen_url,  # LISTEN here; None: poll
                 batch_size=settings.relay_batch_size,
                 poll_seconds=settings.relay_poll_seconds,
                 maxlen=settings.stream_maxlen,
