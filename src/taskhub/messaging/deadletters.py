@@ -64,9 +64,7 @@ async def count_stream_dead(redis: Redis, keys: StreamKeys) -> int:
     return int(await redis.xlen(keys.dead))
 
 
-async def replay_stream_dead(
-    redis: Redis, keys: StreamKeys, *, entry_id: str | None, maxlen: int
-) -> int:
+async def replay_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | None) -> int:
     """Move one dead entry (or all, when `entry_id` is None) back to the main stream."""
     moved = 0
     while True:
@@ -82,7 +80,7 @@ async def replay_stream_dead(
                     k: v for k, v in (fields or {}).items() if k not in DLQ_FIELDS
                 }
                 if original:
-                    pipe.xadd(keys.stream, original, maxlen=maxlen, approximate=True)
+                    pipe.xadd(keys.stream, original)  # trimmed only once acknowledged
                 pipe.xdel(keys.dead, dead_id)
             await pipe.execute()
         moved += len(entries)

@@ -2,7 +2,7 @@
 
 Transport-agnostic: the embedded dispatcher and the Redis stream consumer both call
 `apply_event`. The event id is recorded in the handler's own transaction, so a redelivered
-event changes nothing twice.
+event changes nothing twice. Each applied event is logged at INFO (`log_applied`).
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ async def apply_event(
 ) -> Outcome:
     """Run every handler of the event, each once, each in its own transaction.
 
-    Raises MalformedEvent for an unknown type or a payload that fails validation; any other
-    exception is a transient failure, and the caller retries the delivery.
+    Raises MalformedEvent for an unknown type or a payload that fails validation; the caller
+    classifies any other exception (`messaging.faults`) and retries the event.
     """
     outcome = Outcome.DUPLICATE
     for registration in _registrations(registry, envelope):
@@ -140,8 +140,9 @@ async def apply_batch(
         HANDLER_RESULTS.labels(event_type, "error").inc(len(envelopes))
         raise
     elapsed = time.perf_counter() - started
-    for _ in fresh:
+    for envelope in fresh:
         HANDLER_LATENCY.labels(event_type).observe(elapsed / len(fresh))
+        log_applied(envelope, name)
     HANDLER_RESULTS.labels(event_type, "applied").inc(len(fresh))
     HANDLER_RESULTS.labels(event_type, "duplicate").inc(len(envelopes) - len(fresh))
 
@@ -175,16 +176,44 @@ async def _run_handler(
         raise
     HANDLER_LATENCY.labels(envelope.type).observe(time.perf_counter() - started)
     HANDLER_RESULTS.labels(envelope.type, "applied").inc()
-    logger.debug(
-        "applied %s",
+    log_applied(envelope, registration.name)
+    return True
+
+
+def log_applied(envelope: Envelope, handler: str) -> None:
+    """One INFO line per applied event: its type, the ids its payload names, its request id.
+
+    Generic: any top-level payload field named `id` or `*_id` with a scalar value (order_id,
+    task_id, project_id, ...). JSON logs carry each id as a key of its own.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    ids = subject_ids(envelope.payload)
+    logger.info(
+        "applied %s %s (handler %s, event %s)",
         envelope.type,
+        " ".join(f"{key}={value}" for key, value in ids.items()) or "-",
+        handler,
+        envelope.id,
         extra={
             "event_id": str(envelope.id),
             "event_type": envelope.type,
-            "request_id": envelope.request_id,
+            "request_id": envelope.request_id or "-",
+            "fields": ids,
         },
     )
-    return True
+
+
+def subject_ids(payload: dict[str, object]) -> dict[str, object]:
+    """The ids a payload names: its `id` and `*_id` fields with scalar values (at most 5)."""
+    out: dict[str, object] = {}
+    for key, value in payload.items():
+        if (key == "id" or key.endswith("_id")) and isinstance(value, int | str):
+            if not isinstance(value, bool):
+                out[key] = value if isinstance(value, int) else value[:64]
+                if len(out) == 5:
+                    break
+    return out
 
 
 async def _record_processed(session: AsyncSession, envelope: Envelope, handler: str) -> bool:
