@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
@@ -43,11 +44,15 @@ class Flaky:
         self.registry = Registry()
         self.registry.on("test.touch", name="test.touch")(self.handle)
 
-    async def handle(self, _session: AsyncSession, envelope: Envelope) -> None:
+    async def handle(self, session: AsyncSession, envelope: Envelope) -> None:
         key = TouchPayload.model_validate(envelope.payload).key
         self.attempts[key] += 1
         times, error = self.failures.get(key, (0, RuntimeError))
         if self.attempts[key] <= times:
+            if key == "standby":
+                # What a write meets on a connection left on a standby after a failover.
+                await session.execute(text("SET TRANSACTION READ ONLY"))
+                await session.execute(text("CREATE TEMPORARY TABLE failover (x int)"))
             raise error()
         self.applied[key] += 1
 
@@ -108,6 +113,7 @@ async def test_transient_failures_never_count_and_deterministic_ones_do(
             # Far more transient failures than max_deliveries: all retried, none counted.
             "down": (6, lambda: ServiceUnavailable("pool exhausted")),
             "deadlock": (6, ConcurrentUpdate),
+            "standby": (6, RuntimeError),  # the database refuses first: read-only
             # Deterministic (the database answers): dead-lettered at the 2nd failure.
             "broken": (99, lambda: RuntimeError("bug")),
             "once": (1, lambda: RuntimeError("bug")),
@@ -115,25 +121,25 @@ async def test_transient_failures_never_count_and_deterministic_ones_do(
     )
     await ensure_group(redis_client, keys)
     consumers(flaky.registry, make_sessionmaker(fs_engine), name="c1", max_deliveries=2)
-    for key in ("down", "deadlock", "broken", "once", "fine"):
+    for key in ("down", "deadlock", "standby", "broken", "once", "fine"):
         await redis_client.xadd(keys.stream, entry(key))
 
     async def settled() -> bool:
         pending = await redis_client.xpending(keys.stream, keys.group)
         return (
-            sum(flaky.applied.values()) == 4
+            sum(flaky.applied.values()) == 5
             and int(await redis_client.xlen(keys.dead)) == 1
             and int(pending["pending"]) == 0
         )
 
-    await wait_until(settled, timeout=20, what="four applied and one dead letter")
-    assert flaky.applied == Counter({"down": 1, "deadlock": 1, "once": 1, "fine": 1})
-    assert flaky.attempts["down"] == 7 and flaky.attempts["deadlock"] == 7
+    await wait_until(settled, timeout=20, what="five applied and one dead letter")
+    assert flaky.applied == Counter({"down": 1, "deadlock": 1, "standby": 1, "once": 1, "fine": 1})
+    assert flaky.attempts["down"] == flaky.attempts["deadlock"] == flaky.attempts["standby"] == 7
     assert flaky.attempts["broken"] == 2, "dead-lettered after exactly max_deliveries"
     [(_id, dead)] = await redis_client.xrange(keys.dead)
     assert b'"broken"' in dead[b"envelope"]
     assert await redis_client.exists(keys.failures) == 0, "failure counts left behind"
-    assert await processed_count(make_sessionmaker(fs_engine)) == 4
+    assert await processed_count(make_sessionmaker(fs_engine)) == 5
 
 
 async def test_a_transiently_failed_batch_counts_for_none_of_its_entries(
