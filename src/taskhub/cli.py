@@ -154,7 +154,7 @@ def dlq_list(
         return
     for letter in letters:
         console.print(
-            f"{letter.id}  deliveries={letter.deliveries}  {letter.dead_at}\n"
+            f"{letter.id}  failures={letter.deliveries}  {letter.dead_at}\n"
             f"  error: {letter.error}\n  event: {letter.event}",
             markup=False,
             highlight=False,
