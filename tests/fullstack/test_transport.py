@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.db import make_engine, make_sessionmaker, utcnow
-from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
+from taskhub.messaging.consumer import StreamConsumer
+from taskhub.messaging.deadletters import DLQ_DELIVERIES, DLQ_ERROR
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope, envelope_json, envelope_of
 from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, backlog, emit

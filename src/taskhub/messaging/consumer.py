@@ -44,10 +44,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import StreamIdT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import utcnow
 from taskhub.errors import is_transient
 from taskhub.messaging.backoff import Backoff, retry_delay
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
+from taskhub.messaging.deadletters import dead_letter
 from taskhub.messaging.dispatch import MalformedEvent, Registry, apply_batch, apply_event
 from taskhub.messaging.envelope import Envelope
 from taskhub.messaging.faults import DatabaseGate, Fault
@@ -56,21 +56,15 @@ from taskhub.messaging.streams import (
     Entry,
     Fields,
     StreamKeys,
+    acknowledge,
     as_str,
     entries_of,
     read_entries,
 )
-from taskhub.observability import DEAD_LETTERED, EVENT_RETRIES, EVENTS_WAITING, request_id_var
+from taskhub.observability import EVENT_RETRIES, EVENTS_WAITING, request_id_var
 
 logger = logging.getLogger("taskhub.events.consumer")
 
-# Fields added to a dead-lettered entry next to its original fields.
-DLQ_ERROR = b"dlq.error"
-DLQ_DELIVERIES = b"dlq.deliveries"  # the deterministic failures that led to it
-DLQ_SOURCE_ID = b"dlq.source_id"
-DLQ_CONSUMER = b"dlq.consumer"
-DLQ_DEAD_AT = b"dlq.dead_at"
-DLQ_FIELDS = (DLQ_ERROR, DLQ_DELIVERIES, DLQ_SOURCE_ID, DLQ_CONSUMER, DLQ_DEAD_AT)
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _KEEP_CHUNK = 500
 
@@ -529,34 +523,18 @@ class StreamConsumer:
         self._hold(entry_id, fields, failures=failures, attempts=attempts + 1)
 
     async def _ack(self, entry_id: str, failures: int) -> None:
-        if not failures:
-            await self._redis.xack(self._keys.stream, self._keys.group, entry_id)
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self._keys.stream, self._keys.group, entry_id)
-            pipe.hdel(self._keys.failures, entry_id)
-            await pipe.execute()
+        await acknowledge(self._redis, self._keys, entry_id, failures=failures)
 
     async def _dead_letter(self, entry_id: str, fields: Fields, error: str, failures: int) -> None:
-        """Copy the entry to the dead-letter stream with the error, then acknowledge it."""
-        dead: dict[Any, Any] = {k: v for k, v in fields.items() if k not in DLQ_FIELDS}
-        dead.update(
-            {
-                DLQ_ERROR: error[:2000],
-                DLQ_DELIVERIES: str(failures),
-                DLQ_SOURCE_ID: entry_id,
-                DLQ_CONSUMER: self.name,
-                DLQ_DEAD_AT: utcnow().isoformat(),
-            }
+        await dead_letter(
+            self._redis,
+            self._keys,
+            entry_id,
+            fields,
+            error=error,
+            failures=failures,
+            consumer=self.name,
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            # Uncapped: a dead letter stays until someone replays or drops it.
-            pipe.xadd(self._keys.dead, dead)
-            pipe.xack(self._keys.stream, self._keys.group, entry_id)
-            pipe.hdel(self._keys.failures, entry_id)
-            await pipe.execute()
-        DEAD_LETTERED.inc()
-        logger.warning("dead-lettered entry %s: %s", entry_id, error[:200])
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep, waking early on stop; True when stopping."""

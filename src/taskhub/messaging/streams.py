@@ -211,6 +211,17 @@ def id_time(entry_id: str) -> float:
     return id_key(entry_id)[0] / 1000
 
 
+async def acknowledge(redis: Redis, keys: StreamKeys, entry_id: str, *, failures: int) -> None:
+    """XACK an entry; with its failure count (HDEL) in the same MULTI when it has one."""
+    if not failures:
+        await redis.xack(keys.stream, keys.group, entry_id)
+        return
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xack(keys.stream, keys.group, entry_id)
+        pipe.hdel(keys.failures, entry_id)
+        await pipe.execute()
+
+
 def as_str(value: Any) -> str:
     """Redis replies are bytes unless the client decodes them."""
     return value.decode() if isinstance(value, bytes) else value
