@@ -49,7 +49,9 @@ EVENT_RETRIES = Counter(
     ["cause"],
 )
 EVENTS_WAITING = Gauge(
-    "taskhub_events_waiting_retry", "Events this worker holds for a later attempt"
+    "taskhub_events_waiting_retry",
+    "Events this process holds for a later attempt, per stream (`outbox` when embedded)",
+    ["stream"],
 )
 DEPENDENCY_UP = Gauge(
     "taskhub_dependency_up",

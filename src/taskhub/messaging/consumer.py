@@ -302,7 +302,7 @@ class StreamConsumer:
     def _hold(self, entry_id: str, fields: Fields, *, failures: int, attempts: int) -> None:
         delay = retry_delay(attempts, base=self._retry_base, cap=self._retry_cap)
         self._held[entry_id] = _Held(fields, failures, attempts, time.monotonic() + delay)
-        EVENTS_WAITING.set(len(self._held))
+        EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
 
     async def _retry_due(self) -> None:
         """Start the held entries whose time has come (none while the gate is closed)."""
@@ -319,7 +319,7 @@ class StreamConsumer:
             held = self._held.pop(entry_id, None)
             if held is None:
                 continue  # acknowledged elsewhere meanwhile (see _keep_mine)
-            EVENTS_WAITING.set(len(self._held))
+            EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
             self._spawn(entry_id, held.fields, failures=held.failures, attempts=held.attempts)
 
     async def _keep_alive(self) -> None:
@@ -349,7 +349,7 @@ class StreamConsumer:
             pending = {as_str(entry_id) for entry_id in kept}
             for entry_id in map(as_str, chunk):
                 if entry_id not in pending and self._held.pop(entry_id, None) is not None:
-                    EVENTS_WAITING.set(len(self._held))
+                    EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
 
     async def _wait_for_gate(self, seconds: float) -> None:
         """Sleep until the gate opens, `stop()`, or `seconds` passed."""

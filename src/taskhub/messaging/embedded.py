@@ -147,12 +147,12 @@ class EmbeddedDispatcher:
         EVENT_RETRIES.labels(fault.value).inc()
         delay = retry_delay(attempts, base=self._retry_base, cap=self._retry_cap)
         self._waiting[row.id] = (attempts, time.monotonic() + delay)
-        EVENTS_WAITING.set(len(self._waiting))
+        EVENTS_WAITING.labels("outbox").set(len(self._waiting))
         return 0
 
     def _forget(self, row_id: int) -> None:
         if self._waiting.pop(row_id, None) is not None:
-            EVENTS_WAITING.set(len(self._waiting))
+            EVENTS_WAITING.labels("outbox").set(len(self._waiting))
 
     def _idle_wait(self) -> float:
         """The poll, or less when a waiting row is due sooner."""
