@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -54,6 +55,7 @@ def serve(
 def worker() -> None:
     """Run an event worker: outbox relay, stream consumer and periodic jobs (needs REDIS_URL)."""
     from taskhub.events import build_registry
+    from taskhub.messaging.binding import DeploymentMismatch
     from taskhub.messaging.worker import run_worker
     from taskhub.observability import configure_logging
     from taskhub.runtime import tune_gc
@@ -65,10 +67,17 @@ def worker() -> None:
             "events itself, and no worker is needed.[/red]"
         )
         raise typer.Exit(2)
-    configure_logging(json_logs=settings.environment != "dev")
+    configure_logging(json_logs=settings.environment != "dev", level=settings.log_level)
     registry = build_registry(settings)
     tune_gc(settings.gc_gen0_threshold)
-    _run(run_worker(settings, registry))
+    try:
+        _run(run_worker(settings, registry))
+    except DeploymentMismatch as exc:
+        logging.getLogger("taskhub.worker").critical("refusing to run: %s", exc)
+        console.print(
+            f"taskhub worker refuses to run: {exc}", style="red", markup=False, soft_wrap=True
+        )
+        raise typer.Exit(3) from None
 
 
 @app.command()
@@ -145,7 +154,7 @@ def dlq_list(
         return
     for letter in letters:
         console.print(
-            f"{letter.id}  deliveries={letter.deliveries}  {letter.dead_at}\n"
+            f"{letter.id}  failures={letter.deliveries}  {letter.dead_at}\n"
             f"  error: {letter.error}\n  event: {letter.event}",
             markup=False,
             highlight=False,
@@ -165,9 +174,7 @@ def dlq_replay(
     async def run(settings: Settings) -> int:
         async with _dlq_backend(settings) as (redis, keys, sessionmaker):
             if redis is not None:
-                return await deadletters.replay_stream_dead(
-                    redis, keys, entry_id=target, maxlen=settings.stream_maxlen
-                )
+                return await deadletters.replay_stream_dead(redis, keys, entry_id=target)
             return await deadletters.replay_outbox_dead(sessionmaker, row_id=_row_id(target))
 
     count = asyncio.run(run(get_settings()))

@@ -65,10 +65,19 @@ class Settings(BaseSettings):
     # Long-running processes: objects allocated between two young-generation collections
     # (Python's default is 700; 0 keeps it). See taskhub.runtime.
     gc_gen0_threshold: int = Field(default=20_000, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Events.
+    # Failed attempts of one event that fails deterministically (the database answering)
+    # before it is dead-lettered; transient failures never count (taskhub.messaging.faults).
     event_max_deliveries: int = Field(default=5, ge=1)
     event_claim_idle_ms: int = Field(default=30_000, ge=100)
-    stream_maxlen: int = Field(default=100_000, ge=100)
+    # Cap of the backoff between two attempts of one event.
+    event_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # The relay holds back while the consumer group has this many entries not yet delivered.
+    stream_maxlen: int = Field(default=100_000, ge=10)
+    # A Redis that lost the consumer group: events published this recently and not yet
+    # applied are published again.
+    stream_republish_window: timedelta = timedelta(hours=24)
     relay_batch_size: int = Field(default=200, ge=1)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
@@ -87,6 +96,11 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("redis_url", "secret_key", "database_listen_url", mode="before")
     @classmethod

@@ -247,22 +247,37 @@ def in_session(session: AsyncSession) -> SessionExecutor:
     return SessionExecutor(session)
 
 
-class IntegerList(TypeDecorator[list[int]]):
-    """A list of integers bound as one parameter: an INTEGER[] on PostgreSQL, a JSON array
-    (read with json_each) on SQLite. Used through `in_list` and `integer_list`."""
+class _ListParam(TypeDecorator[list[Any]]):
+    """A list bound as one parameter: an array on PostgreSQL, a JSON array (read with
+    json_each) on SQLite, so a statement compiles once whatever the list's length."""
 
     impl = String()
     cache_ok = True
+    item: Any = Integer()
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(ARRAY(Integer()))
+            return dialect.type_descriptor(ARRAY(self.item))
         return dialect.type_descriptor(String())
 
-    def process_bind_param(self, value: list[int] | None, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
             return value
         return orjson.dumps(list(value)).decode()
+
+
+class IntegerList(_ListParam):
+    """A list of integers as one parameter (`in_list`)."""
+
+    cache_ok = True
+    item = Integer()
+
+
+class TextList(_ListParam):
+    """A list of strings as one parameter."""
+
+    cache_ok = True
+    item = String()
 
 
 class _InList(ColumnElement[bool]):

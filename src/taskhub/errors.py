@@ -261,8 +261,9 @@ _UNAVAILABLE = "The database is unavailable; retry shortly"
 # SQLSTATE prefixes that mean the database cannot serve the request right now: connection
 # exceptions (08), insufficient resources such as too many connections (53), operator
 # intervention such as a shutdown, the database starting up or a statement timeout (57),
-# an unknown database (3D), refused credentials (28), a lock not available (55P03).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "3D", "28", "55P03")
+# an unknown database (3D), refused credentials (28), a lock not available (55P03), a write
+# refused as read-only (25006: after a failover, a connection left on a standby).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "3D", "28", "55P03", "25006")
 _CONCURRENT_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock
 
 

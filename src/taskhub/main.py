@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub import __version__
 from taskhub.api import ROUTERS
@@ -20,6 +22,7 @@ from taskhub.driver import Database, attach_driver_pool, detach_driver_pool
 from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
+from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
 from taskhub.messaging.embedded import EmbeddedDispatcher
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.outbox import Announcer
@@ -30,6 +33,7 @@ from taskhub.observability import configure_logging
 from taskhub.runtime import tune_gc
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+logger = logging.getLogger("taskhub.main")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.announcer = Announcer(engine, app.state.events)
         app.state.database = Database(engine, on_events=app.state.announcer.announce)
         app.state.login_limiter = make_login_limiter(settings, app.state.redis)
+        if app.state.redis is not None:
+            await check_stream_binding(settings, app.state.redis, app.state.sessionmaker)
         # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
         # or dead outbox rows (embedded).
         app.state.refresh_metrics = pipeline_metrics_refresher(
@@ -126,6 +132,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+async def check_stream_binding(
+    settings: Settings, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Refuse to start when REDIS_PREFIX's streams belong to another database.
+
+    Best effort otherwise: with Redis or the database down the API still starts (orders go
+    to the outbox), and the workers check the binding again before they relay or consume.
+    """
+    for keys in all_partitions(settings.redis_prefix):
+        binder = StreamBinder(redis=redis, keys=keys, sessionmaker=sessionmaker)
+        try:
+            async with asyncio.timeout(3):
+                await binder.verify()
+        except DeploymentMismatch:
+            logger.critical("refusing to start: the event streams belong to another database")
+            raise
+        except Exception as exc:  # noqa: BLE001 - a dependency down must not stop the API
+            logger.warning("could not check the event streams' database binding (%r)", exc)
+            return
+
+
 def make_login_limiter(settings: Settings, redis: Redis | None) -> LoginLimiter:
     """Failed-login limits, shared through Redis when there is one."""
     counter = RedisCounter(redis, settings.redis_prefix) if redis is not None else MemoryCounter()
@@ -141,7 +168,7 @@ def make_login_limiter(settings: Settings, redis: Redis | None) -> LoginLimiter:
 def app_from_env() -> FastAPI:
     """Uvicorn factory entry point: settings from the environment, logging and GC configured."""
     settings = get_settings()
-    configure_logging(json_logs=settings.environment != "dev")
+    configure_logging(json_logs=settings.environment != "dev", level=settings.log_level)
     app = create_app(settings)
     tune_gc(settings.gc_gen0_threshold)
     return app

@@ -30,6 +30,34 @@ STREAM_LAG = Gauge(
 STREAM_PENDING = Gauge(
     "taskhub_stream_pending", "Entries delivered but not acknowledged", ["stream", "group"]
 )
+STREAM_LENGTH = Gauge("taskhub_stream_length", "Entries in the stream (XLEN)", ["stream"])
+STREAM_TRIM_POINT = Gauge(
+    "taskhub_stream_trim_point_seconds",
+    "Unix time of the oldest entry a consumer group still needs (pending or not delivered); "
+    "only entries older than it are trimmed",
+    ["stream"],
+)
+RELAY_HELD_BACK = Gauge(
+    "taskhub_relay_held_back",
+    "1 while this process's relay holds events back because the group's lag reached STREAM_MAXLEN",
+    ["stream"],
+)
+EVENT_RETRIES = Counter(
+    "taskhub_event_retries_total",
+    "Failed attempts of an event that will be retried, by cause "
+    "(unavailable and conflict are transient and never count toward dead-lettering)",
+    ["cause"],
+)
+EVENTS_WAITING = Gauge(
+    "taskhub_events_waiting_retry",
+    "Events this process holds for a later attempt, per stream (`outbox` when embedded)",
+    ["stream"],
+)
+DEPENDENCY_UP = Gauge(
+    "taskhub_dependency_up",
+    "1 while the dependency answers, as the event pipeline last saw it",
+    ["dependency"],
+)
 DEAD_LETTERS = Gauge("taskhub_dead_letters", "Entries in the dead-letter stream", ["stream"])
 DEAD_LETTERED = Counter("taskhub_dead_lettered_total", "Events moved to the dead-letter stream")
 HANDLER_LATENCY = Histogram(
@@ -44,7 +72,11 @@ HANDLER_RESULTS = Counter(
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the request id when there is one."""
+    """One JSON object per line, with the request id when there is one.
+
+    A record may carry `event_id`, `event_type` and a `fields` dict (e.g. the ids an event's
+    payload names), each written as keys of their own.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -54,12 +86,16 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         rid = getattr(record, "request_id", None) or request_id_var.get()
-        if rid:
+        if rid and rid != "-":
             entry["request_id"] = rid
-        for key in ("event_id", "event_type", "order_id"):
+        for key in ("event_id", "event_type"):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(key, value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -73,7 +109,7 @@ class _RequestIdFilter(logging.Filter):
 
 
 def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
-    """JSON lines outside dev, readable lines in dev."""
+    """JSON lines outside dev, readable lines in dev; `level` is LOG_LEVEL."""
     handler = logging.StreamHandler(sys.stderr)
     if json_logs:
         handler.setFormatter(JsonFormatter())

@@ -8,6 +8,7 @@ after every test, and every test uses its own Redis key prefix (deleted afterwar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -99,6 +100,22 @@ async def redis_client(redis_server: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_server)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[Any], None]]:
+    """Run relays/consumers in-process as tasks; they are stopped and awaited at the end."""
+    pieces: list[tuple[Any, asyncio.Task[None]]] = []
+
+    def start(piece: Any) -> None:
+        pieces.append((piece, asyncio.create_task(piece.run())))
+
+    yield start
+    for piece, _task in pieces:
+        piece.stop()
+    for _piece, task in pieces:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
 
 
 WorkerProcess = TaskhubProcess  # a `taskhub worker` subprocess

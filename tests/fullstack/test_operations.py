@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from taskhub.cli import app as cli
 from taskhub.config import Settings
 from taskhub.db import make_sessionmaker, utcnow
-from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR
+from taskhub.messaging.deadletters import DLQ_DELIVERIES, DLQ_ERROR
 from taskhub.messaging.envelope import Envelope
 from taskhub.messaging.outbox import emit
 from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group

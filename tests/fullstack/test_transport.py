@@ -4,11 +4,10 @@ take-over of abandoned entries, dead letters, and reconnecting to Redis."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.db import make_engine, make_sessionmaker, utcnow
-from taskhub.messaging.consumer import DLQ_DELIVERIES, DLQ_ERROR, StreamConsumer
+from taskhub.messaging.consumer import StreamConsumer
+from taskhub.messaging.deadletters import DLQ_DELIVERIES, DLQ_ERROR
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope, envelope_json, envelope_of
 from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, backlog, emit
@@ -61,7 +61,7 @@ class Recorder:
         payload = TouchPayload.model_validate(envelope.payload)
         self.attempts[payload.key] += 1
         if self.attempts[payload.key] <= payload.fail:
-            raise RuntimeError(f"transient failure {self.attempts[payload.key]}")
+            raise RuntimeError(f"failure {self.attempts[payload.key]}")
         self.applied[payload.key] += 1
 
 
@@ -75,22 +75,6 @@ def sessionmaker(fs_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def keys(redis_prefix: str) -> StreamKeys:
     """This test's stream keys."""
     return StreamKeys(redis_prefix)
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[[Any], None]]:
-    """Run relays/consumers as tasks; they are stopped and awaited at the end."""
-    pieces: list[tuple[Any, asyncio.Task[None]]] = []
-
-    def start(piece: Any) -> None:
-        pieces.append((piece, asyncio.create_task(piece.run())))
-
-    yield start
-    for piece, _task in pieces:
-        piece.stop()
-    for _piece, task in pieces:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
 
 
 def make_relay(
@@ -129,7 +113,6 @@ def make_consumer(
         concurrency=4,
         claim_idle_ms=claim_idle_ms,
         max_deliveries=max_deliveries,
-        maxlen=settings.stream_maxlen,
         block_ms=200,
         retry_base_seconds=0.02,
         batches=batch_size is not None,
@@ -226,7 +209,7 @@ async def test_notify_wakes_the_relay_before_its_poll(
     await wait_until(published, timeout=3, what="the NOTIFY-woken relay to publish")
 
 
-async def test_transient_failures_are_retried_then_dead_lettered(
+async def test_deterministic_failures_are_retried_then_dead_lettered(
     fs_settings: Callable[..., Settings],
     sessionmaker: async_sessionmaker[AsyncSession],
     redis_client: aioredis.Redis,
@@ -236,7 +219,8 @@ async def test_transient_failures_are_retried_then_dead_lettered(
     settings = fs_settings()
     recorder = Recorder()
     await ensure_group(redis_client, keys)
-    await redis_client.xadd(keys.stream, entry("flaky", fail=2))  # succeeds on delivery 3
+    # The database answers: a RuntimeError is a deterministic failure, and counts.
+    await redis_client.xadd(keys.stream, entry("flaky", fail=2))  # succeeds on attempt 3
     await redis_client.xadd(keys.stream, entry("broken", fail=99))  # never succeeds
     running(make_consumer(settings, sessionmaker, redis_client, recorder, max_deliveries=3))
 
@@ -255,10 +239,12 @@ async def test_transient_failures_are_retried_then_dead_lettered(
     assert recorder.applied["broken"] == 0
     [(_id, dead)] = await redis_client.xrange(keys.dead)
     assert dead[DLQ_DELIVERIES] == b"3"
-    assert b"transient failure" in dead[DLQ_ERROR]
+    assert b"failure 3" in dead[DLQ_ERROR]
     assert orjson.loads(dead[ENVELOPE_FIELD])["payload"]["key"] == "broken"
     summary = await redis_client.xpending(keys.stream, keys.group)
     assert summary["pending"] == 0
+    # The failure counts of settled entries are gone with them.
+    assert await redis_client.exists(keys.failures) == 0
 
 
 async def test_malformed_entries_are_dead_lettered_and_the_consumer_goes_on(

@@ -2,21 +2,29 @@
 
 - An entry is acknowledged (XACK) only after `apply_event` returned, i.e. after the handler's
   transaction committed; a redelivery is a no-op thanks to the processed-event records.
-- On start (and after Redis came back) the consumer first re-reads its own pending entries.
-- Entries another consumer left pending longer than `claim_idle_ms` (the worst-case handler
-  time) are taken over with XAUTOCLAIM.
-- A malformed entry goes to the dead-letter stream at once; an entry that failed
-  `max_deliveries` deliveries (the count kept by Redis, read with XPENDING) goes there too.
-  Dead-lettering is XADD to the dead stream + XACK in one MULTI (one hash slot).
-- Any other failure is transient: the entry stays pending and is redelivered (XCLAIM to
-  ourselves, which counts a delivery) after an exponential backoff.
+- Before reading, the partition is bound to this database and its group exists
+  (`binding.StreamBinder`); on start, and after Redis came back, the consumer first re-reads
+  its own pending entries.
+- Entries another consumer left pending longer than `claim_idle_ms` are taken over with
+  XAUTOCLAIM. A live consumer never lets that happen to its own entries: every third of
+  `claim_idle_ms` it resets the idle time of each entry it is handling or holding for a
+  retry with `XCLAIM … JUSTID` (which counts no delivery).
+- A failed attempt is classified (`faults`). A transient failure (the database unavailable,
+  a deadlock or a concurrent change) never counts: the entry is held for another attempt
+  after a capped exponential backoff with jitter (up to `retry_cap_seconds`), without
+  taking a concurrency slot, so other entries go on. While the database is unavailable the
+  gate holds back new reads and retries alike; a probe reopens it.
+- A deterministic failure counts, in the partition's failures hash (so the count survives
+  a worker's death). After `max_deliveries` of them, or at once for a malformed entry, the
+  entry is dead-lettered: XADD to the dead stream, XACK and HDEL in one MULTI (one slot).
 - At most `concurrency` entries are handled at once; `stop()` stops reading, and `run`
-  returns once the entries in flight are settled.
+  returns once the entries in flight are settled (held entries stay pending for whoever
+  comes next).
 - With `batches` (PostgreSQL), new entries of one read whose event type has a batch handler
-  are applied together in one transaction (`apply_batch`) and acknowledged with one XACK; one
-  batch at a time, so what arrives meanwhile makes the next one larger. A failed batch
-  applied nothing: its entries are then settled one by one, the batch counting as their
-  first delivery.
+  are applied together in one transaction (`apply_batch`) and acknowledged with one XACK;
+  one batch at a time, so what arrives meanwhile makes the next one larger. A failed batch
+  applied nothing and counts for none of its entries: after a transient failure they are
+  all held for a retry; after any other, each is applied on its own at once.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,34 +41,42 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import StreamIdT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import utcnow
+from taskhub.errors import is_transient
 from taskhub.messaging.backoff import Backoff, retry_delay
+from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
+from taskhub.messaging.deadletters import dead_letter
 from taskhub.messaging.dispatch import MalformedEvent, Registry, apply_batch, apply_event
 from taskhub.messaging.envelope import Envelope
+from taskhub.messaging.faults import DatabaseGate, Fault
 from taskhub.messaging.streams import (
     ENVELOPE_FIELD,
     Entry,
     Fields,
     StreamKeys,
+    acknowledge,
     as_str,
-    ensure_group,
     entries_of,
     read_entries,
 )
-from taskhub.observability import DEAD_LETTERED, request_id_var
+from taskhub.observability import EVENT_RETRIES, EVENTS_WAITING, request_id_var
 
 logger = logging.getLogger("taskhub.events.consumer")
 
-# Fields added to a dead-lettered entry next to its original fields.
-DLQ_ERROR = b"dlq.error"
-DLQ_DELIVERIES = b"dlq.deliveries"
-DLQ_SOURCE_ID = b"dlq.source_id"
-DLQ_CONSUMER = b"dlq.consumer"
-DLQ_DEAD_AT = b"dlq.dead_at"
-DLQ_FIELDS = (DLQ_ERROR, DLQ_DELIVERIES, DLQ_SOURCE_ID, DLQ_CONSUMER, DLQ_DEAD_AT)
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_KEEP_CHUNK = 500
+
+
+@dataclass(slots=True)
+class _Held:
+    """An entry held by this consumer until its next attempt."""
+
+    fields: Fields
+    failures: int  # deterministic failures so far (the failures hash)
+    attempts: int  # failed attempts of any kind: drives the backoff
+    due: float  # time.monotonic() of the next attempt
 
 
 class StreamConsumer:
@@ -76,11 +93,13 @@ class StreamConsumer:
         concurrency: int,
         claim_idle_ms: int,
         max_deliveries: int,
-        maxlen: int,
         block_ms: int = 1000,
         retry_base_seconds: float = 0.1,
+        retry_cap_seconds: float = 300.0,
         batches: bool = False,
         batch_size: int = 100,
+        binder: StreamBinder | None = None,
+        gate: DatabaseGate | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -90,15 +109,17 @@ class StreamConsumer:
         self._concurrency = concurrency
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
-        self._maxlen = maxlen
         self._block_ms = block_ms
         self._retry_base = retry_base_seconds
-        # A retry must come before another consumer may claim the entry as abandoned.
-        self._retry_cap = min(5.0, claim_idle_ms / 2000)
+        self._retry_cap = retry_cap_seconds
+        self._binder = binder or StreamBinder(redis=redis, keys=keys, sessionmaker=sessionmaker)
+        self._gate = gate or DatabaseGate(sessionmaker.kw["bind"])
         self._claim_every = min(5.0, max(0.1, claim_idle_ms / 4000))
+        self._keep_every = max(0.05, claim_idle_ms / 3000)
         self._next_claim = 0.0
         self._claim_cursor = "0-0"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, _Held] = {}
         self._batches = batches
         self._batch_size = batch_size
         self._batch: asyncio.Task[None] | None = None
@@ -115,29 +136,51 @@ class StreamConsumer:
         """Entries being handled right now."""
         return len(self._in_flight)
 
+    @property
+    def held(self) -> int:
+        """Entries held for a later attempt."""
+        return len(self._held)
+
     async def run(self) -> None:
-        """Consume until `stop()`; reconnects with backoff while Redis is down."""
+        """Consume until `stop()`; reconnects with backoff while Redis is down.
+
+        Raises DeploymentMismatch: the stream belongs to another database.
+        """
         backoff = Backoff(base=0.1, cap=2.0)
-        while not self._stop.is_set():
-            try:
-                if self._rescan:
-                    await ensure_group(self._redis, self._keys)
-                    self._rescan = False
-                    await self._read_own_pending()
-                await self._claim_abandoned_if_due()
-                await self._read_new()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._rescan = True
-                delay = backoff.next()
-                if isinstance(exc, _REDIS_DOWN):
-                    logger.warning("consumer: Redis unavailable (%r); retry in %.2fs", exc, delay)
-                else:
-                    logger.exception("consumer: read failed; retry in %.2fs", delay)
-                await self._sleep(delay)
-        await self._drain()
+        keeper = asyncio.create_task(self._keep_alive(), name="consumer-keep-alive")
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._rescan:
+                        await self._binder.bind()
+                        self._rescan = False
+                        await self._keep_mine()
+                        await self._read_own_pending()
+                    await self._claim_abandoned_if_due()
+                    await self._retry_due()
+                    if self._gate.is_open:
+                        await self._read_new()
+                    else:
+                        await self._wait_for_gate(self._seconds_to_next_timer())
+                    backoff.reset()
+                except (asyncio.CancelledError, DeploymentMismatch):
+                    raise
+                except Exception as exc:
+                    self._rescan = True
+                    delay = backoff.next()
+                    if isinstance(exc, _REDIS_DOWN) or is_transient(exc):
+                        logger.warning(
+                            "consumer: Redis or the database unavailable (%r); retry in %.2fs",
+                            exc,
+                            delay,
+                        )
+                    else:
+                        logger.exception("consumer: read failed; retry in %.2fs", delay)
+                    await self._sleep(delay)
+            await self._drain()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
 
     async def _drain(self) -> None:
         """Wait for the handlers in flight to finish and acknowledge."""
@@ -164,32 +207,41 @@ class StreamConsumer:
             await self._slot_free.wait()
         return self._concurrency - len(self._in_flight)
 
+    def _seconds_to_next_timer(self) -> float:
+        """Until the next claim, or the next held entry due, whichever is first."""
+        now = time.monotonic()
+        wake = self._next_claim or now + self._block_ms / 1000
+        if self._held and self._gate.is_open:
+            wake = min(wake, min(held.due for held in self._held.values()))
+        return max(0.001, min(self._block_ms / 1000, wake - now))
+
     async def _read_new(self) -> None:
         if self._batch is not None and not self._batch.done():
             # One batch at a time: what arrives meanwhile makes the next one larger.
             await asyncio.wait({self._batch})
         count = await self._free_slots()
-        if self._stop.is_set():
+        if self._stop.is_set() or not self._gate.is_open:
             return
         if self._batches:
             # A backlog is reserved in few transactions: read up to a batch's worth; the
             # entries without a batch handler still wait for a free slot each.
             count = max(count, self._batch_size)
-        block = self._block_ms
-        if self._next_claim:
-            block = max(1, min(block, int((self._next_claim - time.monotonic()) * 1000)))
+        block = max(1, int(self._seconds_to_next_timer() * 1000))
         reply = await self._redis.xreadgroup(
             self._keys.group, self.name, {self._keys.stream: ">"}, count=count, block=block
         )
         entries = read_entries(reply)
-        batch = self._batchable(entries) if self._batches and len(entries) > 1 else []
-        if len(batch) > 1:
+        # Every first delivery of a batchable type goes through the batch path, a batch of
+        # one included: one batch at a time means one reservation transaction at a time per
+        # consumer, so this worker's own transactions never queue on the same hot rows.
+        batch = self._batchable(entries) if self._batches else []
+        if batch:
             self._spawn_batch(batch)
-        batched = {entry_id for entry_id, _, _ in batch} if len(batch) > 1 else set()
+        batched = {entry_id for entry_id, _, _ in batch}
         for entry_id, fields in entries:
             if entry_id not in batched:
                 await self._free_slots()
-                self._spawn(entry_id, fields, deliveries=1)
+                self._spawn(entry_id, fields, failures=0)
 
     async def _read_own_pending(self) -> None:
         """Re-read the entries this consumer was given but never acknowledged."""
@@ -203,7 +255,7 @@ class StreamConsumer:
             if not entries:
                 return
             cursor = entries[-1][0]
-            await self._spawn_counted(entries)
+            await self._admit(entries)
 
     async def _claim_abandoned_if_due(self) -> None:
         """XAUTOCLAIM entries idle longer than the worst-case handler time."""
@@ -225,34 +277,106 @@ class StreamConsumer:
             entries = entries_of(reply[1])
             if entries:
                 logger.info("consumer: claimed %d abandoned entries", len(entries))
-                await self._spawn_counted(entries)
+                await self._admit(entries)
             if self._claim_cursor in ("0-0", "0"):
                 return
 
-    async def _spawn_counted(self, entries: Sequence[Entry]) -> None:
-        """Spawn redelivered entries with their delivery counts from XPENDING."""
-        counts = await self._delivery_counts([entry_id for entry_id, _ in entries])
-        for entry_id, fields in entries:
-            if entry_id not in self._in_flight:
-                self._spawn(entry_id, fields, deliveries=counts.get(entry_id, 1))
+    async def _admit(self, entries: Sequence[Entry]) -> None:
+        """Take on redelivered entries, with their failure counts; while the database is
+        unavailable they are held until it answers."""
+        fresh = [(i, f) for i, f in entries if i not in self._in_flight and i not in self._held]
+        counts = await self._failure_counts([entry_id for entry_id, _ in fresh])
+        for entry_id, fields in fresh:
+            failures = counts.get(entry_id, 0)
+            if fields and not self._gate.is_open:
+                self._hold(entry_id, fields, failures=failures, attempts=0)
+                continue
+            await self._free_slots()
+            self._spawn(entry_id, fields, failures=failures)
 
-    async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
+    async def _failure_counts(self, ids: list[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows: Any = await self._redis.xpending_range(
-            self._keys.stream,
-            self._keys.group,
-            min=min(ids, key=_id_key),
-            max=max(ids, key=_id_key),
-            count=len(ids) + 100,
-            consumername=self.name,
-        )
-        return {as_str(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        values = await self._redis.hmget(self._keys.failures, ids)
+        return {entry_id: int(v) for entry_id, v in zip(ids, values, strict=True) if v}
 
-    def _spawn(self, entry_id: str, fields: Fields | None, *, deliveries: int) -> None:
-        task = asyncio.create_task(self._handle(entry_id, fields, deliveries))
+    # Holding entries for a later attempt -------------------------------------------------
+
+    def _hold(self, entry_id: str, fields: Fields, *, failures: int, attempts: int) -> None:
+        delay = retry_delay(attempts, base=self._retry_base, cap=self._retry_cap)
+        self._held[entry_id] = _Held(fields, failures, attempts, time.monotonic() + delay)
+        EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
+
+    async def _retry_due(self) -> None:
+        """Start the held entries whose time has come (none while the gate is closed)."""
+        now = time.monotonic()
+        due = sorted(
+            (held.due, entry_id) for entry_id, held in self._held.items() if held.due <= now
+        )
+        for _, entry_id in due:
+            if not self._gate.is_open or self._stop.is_set():
+                return
+            if entry_id in self._in_flight:
+                continue
+            await self._free_slots()
+            held = self._held.pop(entry_id, None)
+            if held is None:
+                continue  # acknowledged elsewhere meanwhile (see _keep_mine)
+            EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
+            self._spawn(entry_id, held.fields, failures=held.failures, attempts=held.attempts)
+
+    async def _keep_alive(self) -> None:
+        """Every third of the claim idle time, reset the idle time of this consumer's
+        entries so that nobody takes them over as abandoned."""
+        while True:
+            await asyncio.sleep(self._keep_every)
+            try:
+                await self._keep_mine()
+            except RedisError as exc:
+                logger.debug("consumer: could not reset idle times (%r)", exc)
+
+    async def _keep_mine(self) -> None:
+        """XCLAIM … JUSTID the entries in flight and held; forget held entries that are no
+        longer pending (acknowledged by another consumer, or lost with Redis)."""
+        ids: list[StreamIdT] = [*self._in_flight, *self._held]
+        for start in range(0, len(ids), _KEEP_CHUNK):
+            chunk = ids[start : start + _KEEP_CHUNK]
+            kept = await self._redis.xclaim(
+                self._keys.stream,
+                self._keys.group,
+                self.name,
+                min_idle_time=0,
+                message_ids=chunk,
+                justid=True,
+            )
+            pending = {as_str(entry_id) for entry_id in kept}
+            for entry_id in map(as_str, chunk):
+                if entry_id not in pending and self._held.pop(entry_id, None) is not None:
+                    EVENTS_WAITING.labels(self._keys.stream).set(len(self._held))
+
+    async def _wait_for_gate(self, seconds: float) -> None:
+        """Sleep until the gate opens, `stop()`, or `seconds` passed."""
+        waiters = {
+            asyncio.ensure_future(self._gate.wait_open()),
+            asyncio.ensure_future(self._stop.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    # Tasks -------------------------------------------------------------------------------
+
+    def _spawn(
+        self, entry_id: str, fields: Fields | None, *, failures: int, attempts: int = 0
+    ) -> None:
+        task = asyncio.create_task(
+            self._guarded(self._settle(entry_id, fields, failures, attempts), entry_id)
+        )
         self._in_flight[entry_id] = task
-        task.add_done_callback(lambda _t: self._done(entry_id))
+        task.add_done_callback(lambda done: self._done(done, entry_id))
 
     def _spawn_batch(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> None:
         ids = [entry_id for entry_id, _, _ in entries]
@@ -260,17 +384,13 @@ class StreamConsumer:
         self._batch = task
         for entry_id in ids:
             self._in_flight[entry_id] = task
-        task.add_done_callback(lambda _t: self._done(*ids))
+        task.add_done_callback(lambda done: self._done(done, *ids))
 
-    def _done(self, *entry_ids: str) -> None:
+    def _done(self, task: asyncio.Task[None], *entry_ids: str) -> None:
         for entry_id in entry_ids:
-            self._in_flight.pop(entry_id, None)
+            if self._in_flight.get(entry_id) is task:
+                del self._in_flight[entry_id]
         self._slot_free.set()
-
-    # Handling ----------------------------------------------------------------------------
-
-    async def _handle(self, entry_id: str, fields: Fields | None, deliveries: int) -> None:
-        await self._guarded(self._settle(entry_id, fields, deliveries), entry_id)
 
     async def _guarded(self, settling: Coroutine[Any, Any, None], entry_id: str) -> None:
         try:
@@ -282,6 +402,8 @@ class StreamConsumer:
         except RedisError:
             self._rescan = True
             logger.exception("consumer: Redis error settling %s", entry_id)
+
+    # Handling ----------------------------------------------------------------------------
 
     def _batchable(self, entries: Sequence[Entry]) -> list[tuple[str, Fields, Envelope]]:
         """The entries whose event type has a batch handler, with their envelopes."""
@@ -300,8 +422,8 @@ class StreamConsumer:
     async def _settle_batch(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> None:
         """Apply first deliveries of batchable types together, then XACK them at once.
 
-        If a batch fails, nothing of it was applied: each entry goes on to the usual retries
-        and dead-lettering on its own (the batch was its first delivery).
+        A failed batch applied nothing and counts for none of its entries (see the module
+        docstring).
         """
         by_type: dict[str, list[tuple[str, Fields, Envelope]]] = {}
         for entry in entries:
@@ -314,130 +436,108 @@ class StreamConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("batch of %d failed (%r); settling one by one", len(group), exc)
-                await asyncio.gather(
-                    *(
-                        self._settle(entry_id, fields, 1, failed=exc)
-                        for entry_id, fields, _ in group
+                fault = await self._gate.classify(exc)
+                if fault is Fault.DETERMINISTIC:
+                    logger.warning("batch of %d failed (%r); applying one by one", len(group), exc)
+                    await asyncio.gather(
+                        *(self._settle(entry_id, fields, 0, 0) for entry_id, fields, _ in group)
                     )
-                )
+                else:
+                    EVENT_RETRIES.labels(fault.value).inc(len(group))
+                    logger.info("batch of %d failed (%s: %r); held", len(group), fault, exc)
+                    for entry_id, fields, _ in group:
+                        self._hold(entry_id, fields, failures=0, attempts=1)
                 continue
             await self._redis.xack(
                 self._keys.stream, self._keys.group, *(entry_id for entry_id, _, _ in group)
             )
 
     async def _envelope(
-        self, entry_id: str, fields: Fields | None, deliveries: int
+        self, entry_id: str, fields: Fields | None, failures: int
     ) -> Envelope | None:
         """The entry's envelope; None when the entry was settled here (ack, dead letter)."""
         if not fields:
-            # Trimmed or deleted from the stream while pending: nothing left to deliver.
-            await self._ack(entry_id)
-            return None
-        if deliveries > self._max_deliveries:
-            await self._dead_letter(
-                entry_id, fields, f"gave up after {deliveries - 1} deliveries", deliveries - 1
-            )
+            # Deleted from the stream while pending: nothing left to deliver.
+            await self._ack(entry_id, failures)
             return None
         try:
             return Envelope.from_json(fields[ENVELOPE_FIELD])
         except (KeyError, ValueError, ValidationError) as exc:
-            await self._dead_letter(entry_id, fields, f"malformed envelope: {exc!r}", deliveries)
+            await self._dead_letter(entry_id, fields, f"malformed envelope: {exc!r}", failures)
             return None
 
     async def _settle(
-        self,
-        entry_id: str,
-        fields: Fields | None,
-        deliveries: int,
-        *,
-        failed: Exception | None = None,
+        self, entry_id: str, fields: Fields | None, failures: int, attempts: int
     ) -> None:
-        """Apply one entry, retrying with backoff, then acknowledge or dead-letter it.
-
-        `failed` is the error of an attempt already made on this delivery (in a batch).
-        """
-        envelope = await self._envelope(entry_id, fields, deliveries)
+        """Apply one entry, then acknowledge it, hold it for a retry, or dead-letter it."""
+        envelope = await self._envelope(entry_id, fields, failures)
         if envelope is None or not fields:
             return
+        token = request_id_var.set(envelope.request_id)
+        try:
+            try:
+                await apply_event(self._sessionmaker, self._registry, envelope)
+            except MalformedEvent as exc:
+                await self._dead_letter(entry_id, fields, str(exc), failures)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(entry_id, fields, envelope, exc, failures, attempts)
+                return
+            await self._ack(entry_id, failures)
+        finally:
+            request_id_var.reset(token)
+
+    async def _failed(
+        self,
+        entry_id: str,
+        fields: Fields,
+        envelope: Envelope,
+        exc: Exception,
+        failures: int,
+        attempts: int,
+    ) -> None:
+        """Count a deterministic failure (dead-letter at the limit); hold the entry for
+        another attempt otherwise."""
+        fault = await self._gate.classify(exc)
         log_extra = {
             "event_id": str(envelope.id),
             "event_type": envelope.type,
             "request_id": envelope.request_id or "-",
         }
-        token = request_id_var.set(envelope.request_id)
-        try:
-            while True:
-                if failed is None:
-                    try:
-                        await apply_event(self._sessionmaker, self._registry, envelope)
-                    except MalformedEvent as exc:
-                        await self._dead_letter(entry_id, fields, str(exc), deliveries)
-                        return
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        failed = exc
-                    else:
-                        await self._ack(entry_id)
-                        return
-                if deliveries >= self._max_deliveries:
-                    await self._dead_letter(entry_id, fields, repr(failed), deliveries)
-                    return
-                logger.warning(
-                    "handler failed (delivery %d of %d): %r",
-                    deliveries,
-                    self._max_deliveries,
-                    failed,
-                    extra=log_extra,
-                )
-                redelivered = await self._redeliver_later(entry_id, deliveries)
-                if redelivered is None:
-                    return
-                deliveries, failed = redelivered, None
-        finally:
-            request_id_var.reset(token)
+        if fault is Fault.DETERMINISTIC:
+            failures = int(await self._redis.hincrby(self._keys.failures, entry_id, 1))
+            if failures >= self._max_deliveries:
+                await self._dead_letter(entry_id, fields, repr(exc), failures)
+                return
+            logger.warning(
+                "handler failed (%d of %d): %r",
+                failures,
+                self._max_deliveries,
+                exc,
+                extra=log_extra,
+            )
+        elif fault is Fault.CONFLICT:
+            logger.warning("handler failed (transient, not counted): %r", exc, extra=log_extra)
+        else:
+            logger.info("handler failed (database unavailable): %r", exc, extra=log_extra)
+        EVENT_RETRIES.labels(fault.value).inc()
+        self._hold(entry_id, fields, failures=failures, attempts=attempts + 1)
 
-    async def _redeliver_later(self, entry_id: str, deliveries: int) -> int | None:
-        """Back off, then claim the entry again (a counted delivery); None to let it be."""
-        delay = retry_delay(deliveries, base=self._retry_base, cap=self._retry_cap)
-        if await self._sleep(delay):
-            return None  # stopping: the entry stays pending for the next consumer
-        claimed = await self._redis.xclaim(
-            self._keys.stream,
-            self._keys.group,
-            self.name,
-            min_idle_time=int(delay * 900),
-            message_ids=[entry_id],  # not JUSTID: that would not count the delivery
+    async def _ack(self, entry_id: str, failures: int) -> None:
+        await acknowledge(self._redis, self._keys, entry_id, failures=failures)
+
+    async def _dead_letter(self, entry_id: str, fields: Fields, error: str, failures: int) -> None:
+        await dead_letter(
+            self._redis,
+            self._keys,
+            entry_id,
+            fields,
+            error=error,
+            failures=failures,
+            consumer=self.name,
         )
-        if not claimed:
-            return None  # acknowledged or claimed by someone else meanwhile
-        counts = await self._delivery_counts([entry_id])
-        return counts.get(entry_id, deliveries + 1)
-
-    async def _ack(self, entry_id: str) -> None:
-        await self._redis.xack(self._keys.stream, self._keys.group, entry_id)
-
-    async def _dead_letter(
-        self, entry_id: str, fields: Fields, error: str, deliveries: int
-    ) -> None:
-        """Copy the entry to the dead-letter stream with the error, then acknowledge it."""
-        dead: dict[Any, Any] = {k: v for k, v in fields.items() if k not in DLQ_FIELDS}
-        dead.update(
-            {
-                DLQ_ERROR: error[:2000],
-                DLQ_DELIVERIES: str(deliveries),
-                DLQ_SOURCE_ID: entry_id,
-                DLQ_CONSUMER: self.name,
-                DLQ_DEAD_AT: utcnow().isoformat(),
-            }
-        )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._keys.dead, dead, maxlen=self._maxlen, approximate=True)
-            pipe.xack(self._keys.stream, self._keys.group, entry_id)
-            await pipe.execute()
-        DEAD_LETTERED.inc()
-        logger.warning("dead-lettered entry %s: %s", entry_id, error[:200])
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep, waking early on stop; True when stopping."""
@@ -447,8 +547,3 @@ class StreamConsumer:
         except TimeoutError:
             pass
         return self._stop.is_set()
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

@@ -1,14 +1,15 @@
-"""Dead letters: list, replay and drop, for both shapes.
+"""Dead letters: write, list, replay and drop, for both shapes.
 
 Full stack: the dead-letter stream holds each dead entry's original fields plus `dlq.*`
-fields (error, deliveries, source id, consumer, time). Replay re-adds the original fields to
-the main stream (a fresh entry, so its delivery count starts again), then deletes the dead
-entry, in one MULTI (both keys share a hash slot).
+fields (error, deterministic failures, source id, consumer, time); it is never trimmed.
+Replay re-adds the original fields to the main stream (a fresh entry, with no failures
+counted), then deletes the dead entry, in one MULTI (both keys share a hash slot).
 Embedded: dead letters are outbox rows with `dead_at` set; replay makes them unpublished.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,14 +18,20 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.messaging.consumer import (
-    DLQ_DEAD_AT,
-    DLQ_DELIVERIES,
-    DLQ_ERROR,
-    DLQ_FIELDS,
-)
+from taskhub.db import utcnow
 from taskhub.messaging.streams import ENVELOPE_FIELD, Fields, StreamKeys, entries_of
 from taskhub.models import OutboxEvent
+from taskhub.observability import DEAD_LETTERED
+
+logger = logging.getLogger("taskhub.events.deadletters")
+
+# Fields added to a dead-lettered entry next to its original fields.
+DLQ_ERROR = b"dlq.error"
+DLQ_DELIVERIES = b"dlq.deliveries"  # the deterministic failures that led to it
+DLQ_SOURCE_ID = b"dlq.source_id"
+DLQ_CONSUMER = b"dlq.consumer"
+DLQ_DEAD_AT = b"dlq.dead_at"
+DLQ_FIELDS = (DLQ_ERROR, DLQ_DELIVERIES, DLQ_SOURCE_ID, DLQ_CONSUMER, DLQ_DEAD_AT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,37 @@ class DeadLetter:
     error: str
     deliveries: int
     dead_at: str
+
+
+async def dead_letter(
+    redis: Redis,
+    keys: StreamKeys,
+    entry_id: str,
+    fields: Fields,
+    *,
+    error: str,
+    failures: int,
+    consumer: str,
+) -> None:
+    """Copy a stream entry to the dead-letter stream with the error, acknowledge it and
+    forget its failure count, in one MULTI (the keys share a hash slot)."""
+    dead: dict[Any, Any] = {k: v for k, v in fields.items() if k not in DLQ_FIELDS}
+    dead.update(
+        {
+            DLQ_ERROR: error[:2000],
+            DLQ_DELIVERIES: str(failures),
+            DLQ_SOURCE_ID: entry_id,
+            DLQ_CONSUMER: consumer,
+            DLQ_DEAD_AT: utcnow().isoformat(),
+        }
+    )
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xadd(keys.dead, dead)  # uncapped: it stays until replayed or dropped
+        pipe.xack(keys.stream, keys.group, entry_id)
+        pipe.hdel(keys.failures, entry_id)
+        await pipe.execute()
+    DEAD_LETTERED.inc()
+    logger.warning("dead-lettered entry %s: %s", entry_id, error[:200])
 
 
 def _text(fields: Fields, key: bytes, default: str = "") -> str:
@@ -64,9 +102,7 @@ async def count_stream_dead(redis: Redis, keys: StreamKeys) -> int:
     return int(await redis.xlen(keys.dead))
 
 
-async def replay_stream_dead(
-    redis: Redis, keys: StreamKeys, *, entry_id: str | None, maxlen: int
-) -> int:
+async def replay_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | None) -> int:
     """Move one dead entry (or all, when `entry_id` is None) back to the main stream."""
     moved = 0
     while True:
@@ -82,7 +118,7 @@ async def replay_stream_dead(
                     k: v for k, v in (fields or {}).items() if k not in DLQ_FIELDS
                 }
                 if original:
-                    pipe.xadd(keys.stream, original, maxlen=maxlen, approximate=True)
+                    pipe.xadd(keys.stream, original)  # trimmed only once acknowledged
                 pipe.xdel(keys.dead, dead_id)
             await pipe.execute()
         moved += len(entries)

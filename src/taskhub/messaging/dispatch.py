@@ -2,7 +2,7 @@
 
 Transport-agnostic: the embedded dispatcher and the Redis stream consumer both call
 `apply_event`. The event id is recorded in the handler's own transaction, so a redelivered
-event changes nothing twice.
+event changes nothing twice. Each applied event is logged at INFO (`log_applied`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskhub.db import on_postgresql, table_of
-from taskhub.driver import DriverStatement
+from taskhub.db import on_postgresql
+from taskhub.driver import DriverStatement, TextList
 from taskhub.messaging.envelope import Envelope
-from taskhub.models import ProcessedEvent
 from taskhub.observability import HANDLER_LATENCY, HANDLER_RESULTS
 
 logger = logging.getLogger("taskhub.events")
@@ -102,8 +100,8 @@ async def apply_event(
 ) -> Outcome:
     """Run every handler of the event, each once, each in its own transaction.
 
-    Raises MalformedEvent for an unknown type or a payload that fails validation; any other
-    exception is a transient failure, and the caller retries the delivery.
+    Raises MalformedEvent for an unknown type or a payload that fails validation; the caller
+    classifies any other exception (`messaging.faults`) and retries the event.
     """
     outcome = Outcome.DUPLICATE
     for registration in _registrations(registry, envelope):
@@ -129,10 +127,7 @@ async def apply_batch(
     started = time.perf_counter()
     try:
         async with sessionmaker() as session, session.begin():
-            recorded = await RECORD_PROCESSED_MANY.run(
-                session, event_ids=[str(e.id) for e in envelopes], handler=name
-            )
-            fresh_ids = {row["event_id"] for row in recorded}
+            fresh_ids = await record_processed(session, envelopes, name)
             fresh = [e for e in envelopes if str(e.id) in fresh_ids]
             if fresh:
                 await handler(session, fresh)
@@ -140,8 +135,9 @@ async def apply_batch(
         HANDLER_RESULTS.labels(event_type, "error").inc(len(envelopes))
         raise
     elapsed = time.perf_counter() - started
-    for _ in fresh:
+    for envelope in fresh:
         HANDLER_LATENCY.labels(event_type).observe(elapsed / len(fresh))
+        log_applied(envelope, name)
     HANDLER_RESULTS.labels(event_type, "applied").inc(len(fresh))
     HANDLER_RESULTS.labels(event_type, "duplicate").inc(len(envelopes) - len(fresh))
 
@@ -163,7 +159,7 @@ async def _run_handler(
     """
     started = time.perf_counter()
     try:
-        if not await _record_processed(session, envelope, registration.name):
+        if not await record_processed(session, [envelope], registration.name):
             HANDLER_RESULTS.labels(envelope.type, "duplicate").inc()
             return False
         await registration.handler(session, envelope)
@@ -175,39 +171,73 @@ async def _run_handler(
         raise
     HANDLER_LATENCY.labels(envelope.type).observe(time.perf_counter() - started)
     HANDLER_RESULTS.labels(envelope.type, "applied").inc()
-    logger.debug(
-        "applied %s",
-        envelope.type,
-        extra={
-            "event_id": str(envelope.id),
-            "event_type": envelope.type,
-            "request_id": envelope.request_id,
-        },
-    )
+    log_applied(envelope, registration.name)
     return True
 
 
-async def _record_processed(session: AsyncSession, envelope: Envelope, handler: str) -> bool:
-    """Insert the processed-event row; False when it was already there (a redelivery)."""
-    query = _RECORD_PROCESSED["postgresql" if on_postgresql(session) else "sqlite"]
-    return bool(await query.run(session, event_id=str(envelope.id), handler=handler))
+def log_applied(envelope: Envelope, handler: str) -> None:
+    """One INFO line per applied event: its type, the ids its payload names, its request id.
 
-
-_processed = table_of(ProcessedEvent)
-# Once per handled event: compiled once, on the driver on PostgreSQL (taskhub.driver).
-_RECORD_PROCESSED = {
-    name: DriverStatement(
-        insert(_processed)
-        .values(event_id=bindparam("event_id"), handler=bindparam("handler"))
-        .on_conflict_do_nothing()
-        .returning(_processed.c.event_id)
+    Generic: any top-level payload field named `id` or `*_id` with a scalar value (order_id,
+    task_id, project_id, ...). JSON logs carry each id as a key of its own.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    ids = subject_ids(envelope.payload)
+    logger.info(
+        "applied %s %s (handler %s, event %s)",
+        envelope.type,
+        " ".join(f"{key}={value}" for key, value in ids.items()) or "-",
+        handler,
+        envelope.id,
+        extra={
+            "event_id": str(envelope.id),
+            "event_type": envelope.type,
+            "request_id": envelope.request_id or "-",
+            "fields": ids,
+        },
     )
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
-RECORD_PROCESSED_MANY = DriverStatement(
-    text(
+
+
+def subject_ids(payload: dict[str, object]) -> dict[str, object]:
+    """The ids a payload names: its `id` and `*_id` fields with scalar values (at most 5)."""
+    out: dict[str, object] = {}
+    for key, value in payload.items():
+        if (key == "id" or key.endswith("_id")) and isinstance(value, int | str):
+            if not isinstance(value, bool):
+                out[key] = value if isinstance(value, int) else value[:64]
+                if len(out) == 5:
+                    break
+    return out
+
+
+# The processed-event records of a batch (one event: a batch of one), written at once: the
+# ids not recorded before come back. One statement per database: PostgreSQL unnests an
+# array, SQLite reads a JSON array.
+_RECORD_PROCESSED_SQL = {
+    "postgresql": (
         "INSERT INTO processed_events (event_id, handler) "
         "SELECT unnest(CAST(:event_ids AS VARCHAR[])), CAST(:handler AS VARCHAR) "
         "ON CONFLICT DO NOTHING RETURNING event_id"
+    ),
+    "sqlite": (
+        "INSERT INTO processed_events (event_id, handler) "
+        "SELECT value, :handler FROM json_each(:event_ids) WHERE true "
+        "ON CONFLICT DO NOTHING RETURNING event_id"
+    ),
+}
+RECORD_PROCESSED = {
+    dialect: DriverStatement(text(sql).bindparams(bindparam("event_ids", type_=TextList())))
+    for dialect, sql in _RECORD_PROCESSED_SQL.items()
+}
+
+
+async def record_processed(
+    session: AsyncSession, envelopes: Sequence[Envelope], handler: str
+) -> set[str]:
+    """Record the events for `handler`; the ids of those it had not processed before."""
+    statement = RECORD_PROCESSED["postgresql" if on_postgresql(session) else "sqlite"]
+    rows = await statement.run(
+        session, event_ids=[str(envelope.id) for envelope in envelopes], handler=handler
     )
-)
+    return {str(row["event_id"]) for row in rows}

@@ -1,4 +1,5 @@
-"""Refresh the pipeline gauges (outbox backlog, stream lag and pending, dead letters)."""
+"""Refresh the pipeline gauges: outbox backlog, per stream its length, each group's lag and
+pending entries, the trim point, and dead letters."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.messaging.deadletters import count_outbox_dead, count_stream_dead
 from taskhub.messaging.outbox import backlog
-from taskhub.messaging.streams import StreamKeys, as_str
-from taskhub.observability import DEAD_LETTERS, OUTBOX_BACKLOG, STREAM_LAG, STREAM_PENDING
+from taskhub.messaging.streams import StreamKeys, id_time, stream_state
+from taskhub.observability import (
+    DEAD_LETTERS,
+    OUTBOX_BACKLOG,
+    STREAM_LAG,
+    STREAM_LENGTH,
+    STREAM_PENDING,
+    STREAM_TRIM_POINT,
+)
 
 logger = logging.getLogger("taskhub.events.metrics")
 
@@ -47,11 +55,12 @@ def pipeline_metrics_refresher(
 
 
 async def _refresh_stream(redis: Redis, keys: StreamKeys) -> None:
-    if await redis.exists(keys.stream):
-        for group in await redis.xinfo_groups(keys.stream):
-            name = as_str(group["name"])
-            STREAM_PENDING.labels(keys.stream, name).set(int(group.get("pending") or 0))
-            lag = group.get("lag")
-            if lag is not None:
-                STREAM_LAG.labels(keys.stream, name).set(int(lag))
+    state = await stream_state(redis, keys)
+    STREAM_LENGTH.labels(keys.stream).set(state.length)
+    for group in state.groups:
+        STREAM_PENDING.labels(keys.stream, group.name).set(group.pending)
+        STREAM_LAG.labels(keys.stream, group.name).set(group.lag)
+    point = state.trim_point
+    if point is not None:
+        STREAM_TRIM_POINT.labels(keys.stream).set(id_time(point))
     DEAD_LETTERS.labels(keys.dead).set(await count_stream_dead(redis, keys))

@@ -1,10 +1,17 @@
-"""Redis key naming for the event streams, in one place.
+"""Redis keys of the event streams, and the per-stream reads the pipeline makes.
 
 Every key of one partition carries the same Redis Cluster hash tag, `{events.<partition>}`,
-so that the stream, its dead-letter stream and any later per-partition key live in one slot:
-a MULTI that dead-letters (XADD to the dead stream + XACK) stays atomic on a cluster, and
-partitions can later spread over the cluster's nodes. Today there is one partition, `p0`;
-`partition_for` is the single place that will map an event to its partition (by product).
+so that the stream, its dead-letter stream, its failure counts and its binding live in one
+slot: a MULTI that dead-letters (XADD to the dead stream + XACK + HDEL) stays atomic on a
+cluster, and partitions can later spread over the cluster's nodes. Every command here names
+one partition's keys only; nothing crosses slots. Today there is one partition, `p0`;
+`partition_for` is the single place that will map an event to its partition.
+
+Retention: nothing caps the stream when writing (no `MAXLEN`). `stream_state` finds the
+trim point, the oldest entry some consumer group still needs (its oldest pending entry, or
+the first one it has not been delivered), and `trim` removes only entries older than that
+(`XTRIM MINID ~`, which never removes more than asked). The relay holds back while a group's
+lag (entries not yet delivered) is at STREAM_MAXLEN; the outbox keeps the events meanwhile.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,6 +55,16 @@ class StreamKeys:
         return f"{self.tag}:dead"
 
     @property
+    def failures(self) -> str:
+        """Hash: entry id → deterministic failures so far (only entries that failed)."""
+        return f"{self.tag}:failures"
+
+    @property
+    def binding(self) -> str:
+        """The id of the database (deployment) whose events the partition carries."""
+        return f"{self.tag}:deployment"
+
+    @property
     def group(self) -> str:
         """The consumer group every worker joins."""
         return GROUP
@@ -68,13 +85,141 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-async def ensure_group(redis: Redis, keys: StreamKeys) -> None:
-    """Create the stream and its group (from the start of the stream) if absent."""
+async def ensure_group(redis: Redis, keys: StreamKeys) -> bool:
+    """Create the stream and its group (from the start of the stream) if absent; True when
+    this call created the group."""
     try:
         await redis.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+        return False
+    return True
+
+
+async def group_exists(redis: Redis, keys: StreamKeys) -> bool:
+    """Whether the partition's stream has its consumer group."""
+    try:
+        groups = await redis.xinfo_groups(keys.stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return False
+        raise
+    return any(as_str(group["name"]) == keys.group for group in groups)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """One consumer group of a stream, as XINFO GROUPS and XPENDING see it."""
+
+    name: str
+    last_delivered: str
+    pending: int
+    lag: int
+    oldest_pending: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A stream's length, its groups, and the oldest entry any group still needs."""
+
+    length: int
+    groups: list[GroupState] = field(default_factory=list)
+
+    def group(self, name: str) -> GroupState | None:
+        """The named group's state, if the group exists."""
+        return next((g for g in self.groups if g.name == name), None)
+
+    @property
+    def max_lag(self) -> int:
+        """The largest number of entries a group has not been delivered yet."""
+        return max((g.lag for g in self.groups), default=0)
+
+    @property
+    def trim_point(self) -> str | None:
+        """Entries with smaller ids are acknowledged by every group (None: keep all)."""
+        if not self.groups:
+            return None  # nobody registered to read: nothing may be dropped
+        needed = [
+            g.oldest_pending if g.oldest_pending is not None else next_id(g.last_delivered)
+            for g in self.groups
+        ]
+        return min(needed, key=id_key)
+
+
+async def stream_state(redis: Redis, keys: StreamKeys) -> StreamState:
+    """Read the stream's length and groups (two round trips at most)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xlen(keys.stream)
+        pipe.xinfo_groups(keys.stream)
+        try:
+            length, groups = await pipe.execute()
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return StreamState(length=0)
+            raise
+    names = [as_str(g["name"]) for g in groups if int(g.get("pending") or 0)]
+    oldest: dict[str, str | None] = {}
+    if names:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.xpending(keys.stream, name)
+            for name, summary in zip(names, await pipe.execute(), strict=True):
+                low = summary.get("min")
+                oldest[name] = as_str(low) if low is not None else None
+    out = []
+    for g in groups:
+        name = as_str(g["name"])
+        pending = int(g.get("pending") or 0)
+        lag = g.get("lag")
+        out.append(
+            GroupState(
+                name=name,
+                last_delivered=as_str(g["last-delivered-id"]),
+                pending=pending,
+                # Redis cannot always count the lag (then nil): the stream's length less
+                # the pending entries bounds it from above.
+                lag=int(lag) if lag is not None else max(0, int(length) - pending),
+                oldest_pending=oldest.get(name),
+            )
+        )
+    return StreamState(length=int(length), groups=out)
+
+
+async def trim(redis: Redis, keys: StreamKeys, state: StreamState) -> int:
+    """Drop entries every group has acknowledged (older than `state.trim_point`)."""
+    point = state.trim_point
+    if point is None or state.length == 0:
+        return 0
+    return int(await redis.xtrim(keys.stream, minid=point, approximate=True))
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def next_id(entry_id: str) -> str:
+    """The smallest id after `entry_id`."""
+    ms, seq = id_key(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def id_time(entry_id: str) -> float:
+    """The Unix time (seconds) a stream id was made at."""
+    return id_key(entry_id)[0] / 1000
+
+
+async def acknowledge(redis: Redis, keys: StreamKeys, entry_id: str, *, failures: int) -> None:
+    """XACK an entry; with its failure count (HDEL) in the same MULTI when it has one."""
+    if not failures:
+        await redis.xack(keys.stream, keys.group, entry_id)
+        return
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xack(keys.stream, keys.group, entry_id)
+        pipe.hdel(keys.failures, entry_id)
+        await pipe.execute()
 
 
 def as_str(value: Any) -> str:

@@ -1,7 +1,8 @@
 """`taskhub worker`: the relay, the stream consumer and the periodic jobs, in one process.
 
 Runs until SIGTERM or SIGINT, then shuts down gracefully: it stops reading new entries,
-finishes and acknowledges the handlers in flight, and returns (exit code 0).
+finishes and acknowledges the handlers in flight, and returns (exit code 0). If a stream
+belongs to another database (`binding.DeploymentMismatch`), `run` raises it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.db import make_engine, make_sessionmaker
+from taskhub.errors import is_transient
+from taskhub.messaging.backoff import Backoff
+from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
 from taskhub.messaging.consumer import StreamConsumer
 from taskhub.messaging.dispatch import Registry
+from taskhub.messaging.faults import DatabaseGate
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.streams import all_partitions, consumer_name
@@ -51,6 +56,18 @@ class Worker:
         self.redis = make_stream_redis(settings.redis_url)
         self.name = consumer_name()
         keys = all_partitions(settings.redis_prefix)
+        handlers = {event_type: len(regs) for event_type, regs in registry.handlers.items()}
+        self.binders = binders = {
+            partition: StreamBinder(
+                redis=self.redis,
+                keys=partition,
+                sessionmaker=self.sessionmaker,
+                republish_window=settings.stream_republish_window,
+                handlers_per_type=handlers,
+            )
+            for partition in keys
+        }
+        self.gate = DatabaseGate(self.engine)
         self.relays = [
             Relay(
                 sessionmaker=self.sessionmaker,
@@ -60,6 +77,7 @@ class Worker:
                 batch_size=settings.relay_batch_size,
                 poll_seconds=settings.relay_poll_seconds,
                 maxlen=settings.stream_maxlen,
+                binder=binders[keys[0]],
             )
         ]
         self.consumers = [
@@ -72,10 +90,11 @@ class Worker:
                 concurrency=settings.worker_concurrency,
                 claim_idle_ms=settings.event_claim_idle_ms,
                 max_deliveries=settings.event_max_deliveries,
-                maxlen=settings.stream_maxlen,
-                # Batch handlers are written for PostgreSQL.
-                batches=not settings.is_sqlite,
+                retry_cap_seconds=settings.event_retry_max_seconds,
+                batches=True,
                 batch_size=settings.worker_batch_size,
+                binder=binders[partition],
+                gate=self.gate,
             )
             for partition in keys
         ]
@@ -95,6 +114,13 @@ class Worker:
     async def run(self) -> None:
         """Run everything until `stop()`, then release the connections."""
         logger.info("worker %s: started", self.name)
+        try:
+            if not await self._verify_bindings():
+                return
+        except BaseException:
+            await self.redis.aclose()
+            await self.engine.dispose()
+            raise
         tasks = [
             *(asyncio.create_task(r.run(), name="relay") for r in self.relays),
             *(asyncio.create_task(c.run(), name="consumer") for c in self.consumers),
@@ -109,9 +135,31 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.gate.aclose()
             await self.redis.aclose()
             await self.engine.dispose()
             logger.info("worker %s: stopped", self.name)
+
+    async def _verify_bindings(self) -> bool:
+        """Before anything runs: every partition belongs to this database (raises
+        DeploymentMismatch otherwise). Waits while Redis or the database is down; False
+        when stopped meanwhile."""
+        backoff = Backoff(base=0.2, cap=2.0)
+        while not self._stop.is_set():
+            try:
+                for binder in self.binders.values():
+                    await binder.verify()
+            except DeploymentMismatch:
+                raise
+            except Exception as exc:  # a dependency down: wait for it
+                delay = backoff.next()
+                logger.warning(
+                    "worker: cannot check the streams yet (%r); retry in %.1fs", exc, delay
+                )
+                await self._sleep(delay)
+                continue
+            return True
+        return False
 
     async def _run_jobs(self) -> None:
         every = self.settings.expiry_sweep_seconds
@@ -148,8 +196,11 @@ async def run_jobs(
     for name, job in registry.jobs:
         try:
             done = await job(sessionmaker)
-        except Exception:
-            logger.exception("job %s failed", name)
+        except Exception as exc:
+            if is_transient(exc):  # the database is down or busy: the next sweep retries
+                logger.warning("job %s failed (%r); next sweep retries", name, exc)
+            else:
+                logger.exception("job %s failed", name)
             continue
         if done:
             logger.info("job %s handled %d item(s)", name, done)

@@ -1,5 +1,6 @@
 """Every ORM model, one module per aggregate."""
 
+from taskhub.models.deployment import Deployment
 from taskhub.models.idempotency import IdempotencyKey
 from taskhub.models.order import Order, OrderItem, OrderStatus, Reservation, ReservationState
 from taskhub.models.outbox import OutboxEvent, ProcessedEvent
@@ -9,6 +10,7 @@ from taskhub.models.task import Task, TaskActivity, TaskPriority, TaskStatus
 from taskhub.models.user import User
 
 __all__ = [
+    "Deployment",
     "IdempotencyKey",
     "MovementReason",
     "Order",

@@ -5,7 +5,7 @@ PostgreSQL now writes a page's JSON at read time from the response model's field
 trigger kept in step by hand. bench/NOTES.md records the measurement behind the choice.
 
 Revision ID: c3f1a9d2e7b4
-Revises: 8a4c2f6e1b93
+Revises: 4e7b9c2d1f08
 Create Date: 2026-12-01 15:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from alembic.script import ScriptDirectory
 
 revision: str = "c3f1a9d2e7b4"
-down_revision: str | None = "8a4c2f6e1b93"
+down_revision: str | None = "4e7b9c2d1f08"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
