@@ -30,6 +30,8 @@ from taskhub.errors import BadRequest, Unauthorized
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
 from taskhub.pagination import (
+    ID_FIELD,
+    CursorField,
     SortKey,
     decode_cursor,
     json_page,
@@ -130,22 +132,28 @@ def _cursor_value(sort: TaskSort, row: Row) -> Any:
     return row["id"]
 
 
+# What the middle value of a cursor ([sort, value, id]) may be, per sorted field: the id
+# again, a priority's rank, or a timestamp (null only in the block without due dates).
+_VALUE_FIELDS = {
+    "id": ID_FIELD,
+    "priority": CursorField(int, minimum=0, maximum=max(PRIORITY_RANK.values())),
+    "due_date": CursorField(str, max_length=40, nullable=True),
+    "created_at": CursorField(str, max_length=40),
+}
+
+
 def _decode(sort: TaskSort, cursor: str | None) -> tuple[Any, int] | None:
-    kind: type = int if sort.field in ("id", "priority") else str
-    values = decode_cursor(cursor, size=3, kinds=(str, kind, int))
+    name = CursorField(str, choices=frozenset({sort.value}))
+    values = decode_cursor(cursor, size=3, kinds=(name, _VALUE_FIELDS[sort.field], ID_FIELD))
     if values is None:
         return None
-    name, value, last_id = values
-    if name != sort.value or last_id is None:
-        raise BadRequest(_INVALID_CURSOR)
-    if kind is str and value is not None:
+    _, value, last_id = values
+    if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
             value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         except (ValueError, OverflowError):
             raise BadRequest(_INVALID_CURSOR) from None
-    elif value is None and sort.field != "due_date":
-        raise BadRequest(_INVALID_CURSOR)
     return value, int(last_id)
 
 
