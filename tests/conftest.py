@@ -177,6 +177,8 @@ async def clean_tables(url: str) -> None:
             else:
                 for table in TABLES:
                     await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+                # Ids start again at 1, as RESTART IDENTITY makes them on PostgreSQL.
+                await conn.execute(text("DELETE FROM sqlite_sequence"))
     finally:
         await engine.dispose()
 

@@ -8,13 +8,14 @@ from sqlalchemy import Boolean, Integer, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base
-from taskhub.models._columns import created_at_column, updated_at_column
+from taskhub.models._columns import SQLITE_AUTOINCREMENT, created_at_column, updated_at_column
 
 
 class User(Base):
     """An account; `is_superuser` is a site admin."""
 
     __tablename__ = "users"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
