@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskhub.auth.tokens import valid_caller
 from taskhub.db import table_of
 from taskhub.driver import DriverStatement
 from taskhub.errors import NotFound, Unauthorized
 from taskhub.models import Order, OrderItem, User
+from taskhub.security import TokenClaims
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
 
@@ -28,13 +30,10 @@ _ORDER_TIMES = (
     "cancelled_at",
 )
 # The caller's account, an order it may see (its own, or any for a site admin) and the order's
-# lines, in one round trip (one row per line). No row: the account is gone or inactive; a row
-# without an order: not found.
-_caller = (
-    select(_users.c.id, _users.c.is_superuser)
-    .where(_users.c.id == bindparam("user_id"), _users.c.is_active)
-    .subquery("caller")
-)
+# lines, in one round trip (one row per line). No row: the token is no longer valid (the
+# account is gone or inactive, the token ended: `valid_caller`); a row without an order: not
+# found.
+_caller = valid_caller(_users.c.id, _users.c.is_superuser).subquery("caller")
 ORDER_WITH_LINES = DriverStatement(
     select(
         *(_orders.c[name] for name in ("id", "user_id", "status", "status_reason", "total_cents")),
@@ -80,12 +79,12 @@ def order_document(
     return document
 
 
-async def read_order(engine: AsyncEngine, *, order_id: int, user_id: int) -> dict[str, Any]:
+async def read_order(engine: AsyncEngine, *, order_id: int, token: TokenClaims) -> dict[str, Any]:
     """`get_order` as an API document, in one statement off the session (the read path).
 
-    `user_id` comes from a valid token; the statement checks the account itself (401).
+    `token` has a valid signature; the statement checks that it is still valid itself (401).
     """
-    rows = await ORDER_WITH_LINES.fetch(engine, order_id=order_id, user_id=user_id)
+    rows = await ORDER_WITH_LINES.fetch(engine, order_id=order_id, **token.caller_params)
     if not rows:
         raise Unauthorized()
     if rows[0]["id"] is None:

@@ -8,7 +8,7 @@ from fastapi import Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub import idempotency
-from taskhub.auth.dependencies import CurrentUser, TokenSubject, load_caller
+from taskhub.auth.dependencies import CurrentUser, VerifiedToken, load_caller
 from taskhub.auth.principal import Principal
 from taskhub.dependencies import IdPath, SessionDep, session_scope
 from taskhub.errors import (
@@ -71,7 +71,7 @@ def order_out(view: OrderWithItems) -> OrderOut:
 async def create_order(
     request: Request,
     body: OrderCreateIn,
-    user_id: TokenSubject,
+    token: VerifiedToken,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Place an order (PENDING); a worker reserves its stock shortly after."""
@@ -81,13 +81,13 @@ async def create_order(
         # The common case, as one statement on the driver: no session, no transaction block;
         # the statement also checks the account (the token alone was read so far).
         order = await service.place_order(
-            state.engine, user_id=user_id, lines=body.items, max_open_orders=max_open_orders
+            state.engine, token=token, lines=body.items, max_open_orders=max_open_orders
         )
         state.announcer.announce()
         created = json_response(order, status_code=201)
         created.headers["Location"] = f"/api/v2/orders/{order['id']}"
         return created
-    user = await load_caller(request, user_id)
+    user = await load_caller(request, token)
     async with session_scope(request) as session:
         return await _create_in_session(session, body, user, max_open_orders, idempotency_key)
 
@@ -139,10 +139,10 @@ async def list_orders(
 @router.get(
     "/{order_id}", response_model=OrderOut, responses=problem_responses(Unauthorized, NotFound)
 )
-async def read_order(order_id: IdPath, request: Request, user_id: TokenSubject) -> Response:
+async def read_order(order_id: IdPath, request: Request, token: VerifiedToken) -> Response:
     """One order with its lines, total and state."""
     engine = request.app.state.engine
-    return json_response(await documents.read_order(engine, order_id=order_id, user_id=user_id))
+    return json_response(await documents.read_order(engine, order_id=order_id, token=token))
 
 
 @router.post("/{order_id}/confirm", responses=TRANSITION_ERRORS)

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, upd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskhub.auth.principal import Principal
+from taskhub.auth.tokens import valid_caller_sql
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, on_postgresql, table_of, utcnow
 from taskhub.driver import DriverStatement, connection
@@ -28,6 +29,7 @@ from taskhub.observability import request_id_var
 from taskhub.orders.documents import order_document
 from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
+from taskhub.security import TokenClaims
 
 MAX_TOTAL_CENTS = 2**31 - 1
 _orders, _order_items = table_of(Order), table_of(OrderItem)
@@ -165,16 +167,17 @@ async def create_order(
 
 # PostgreSQL: the whole creation in one statement, so one round trip and no BEGIN/COMMIT.
 # Prices, the order, its lines and the order.created event come from one snapshot and are
-# written together or not at all; the order row is only inserted if the account exists and
-# is active (the route reads only the token), every product is orderable, the total fits,
+# written together or not at all; the order row is only inserted if the token is still valid
+# (the route reads only the token: `valid_caller`, key-share locked so that the account cannot
+# be deleted under the statement), every product is orderable, the total fits,
 # and (with a quota) the user has room for another open order. Every priced line comes back,
 # with the new order's columns (NULL when nothing was written), so that a refusal can be
 # explained.
 PLACE_ORDER = DriverStatement(
     text(
-        """
+        f"""
 WITH account AS (
-    SELECT users.id FROM users WHERE users.id = CAST(:user_id AS INTEGER) AND users.is_active
+    {valid_caller_sql(User.id, lock=True)}
 ), line AS (
     SELECT * FROM unnest(CAST(:product_ids AS INTEGER[]), CAST(:quantities AS INTEGER[]))
         AS l(product_id, quantity)
@@ -214,7 +217,7 @@ SELECT priced.product_id, priced.price_cents, new_order.id, new_order.created_at
 FROM (SELECT 1) AS one
 LEFT JOIN priced ON true
 LEFT JOIN new_order ON true
-"""
+"""  # noqa: S608 (the account CTE is the compiled valid_caller statement, no input)
     ).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
 )
 _OPEN_STATUS_VALUES = [status.value for status in OPEN_STATUSES]
@@ -226,21 +229,22 @@ LOCK_USER = DriverStatement(
 
 
 async def place_order(
-    engine: AsyncEngine, *, user_id: int, lines: Sequence[OrderLineIn], max_open_orders: int
+    engine: AsyncEngine, *, token: TokenClaims, lines: Sequence[OrderLineIn], max_open_orders: int
 ) -> dict[str, Any]:
     """`create_order` on PostgreSQL, as one statement (two in a transaction with a quota).
 
-    `user_id` comes from a valid token; the statement itself checks that the account exists
-    and is active (401 otherwise), so the request reads the database once. Returns the new
-    order as an API document (`order_document`).
+    `token` has a valid signature; the statement itself checks that it is still valid (401
+    otherwise), so the request reads the database once. Returns the new order as an API
+    document (`order_document`).
     """
+    user_id = token.user_id
     checked = _Lines(lines)
     pids = sorted(checked.merged)
     params = {
         "product_ids": pids,
         "quantities": [checked.merged[pid] for pid in pids],
         "lines": len(pids),
-        "user_id": user_id,
+        **token.caller_params,
         "max_total": MAX_TOTAL_CENTS,
         "quota": max_open_orders,
         "open": _OPEN_STATUS_VALUES,

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, fu
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.auth.principal import Principal
+from taskhub.auth.tokens import valid_caller
 from taskhub.db import UTCDateTime, escape_like
 from taskhub.driver import DriverStatement, Row
 from taskhub.errors import BadRequest, Unauthorized
@@ -38,6 +39,7 @@ from taskhub.pagination import (
     order_clauses,
     page_of,
 )
+from taskhub.security import TokenClaims
 
 
 class TaskSort(StrEnum):
@@ -219,7 +221,8 @@ def _page_query(
     Every value is a bound parameter, so the few hundred possible shapes are each built
     once per process; a request only binds its values (see taskhub.driver). `as_json`
     (PostgreSQL): the page comes back as one `pagination.json_page` row; `checks_caller`
-    adds the :user_id account's `caller_active` and `caller_superuser` to it.
+    adds whether the token (:user_id, :epoch, :jti) is still valid, `caller_active`, and its
+    account's `caller_superuser` (auth.tokens.valid_caller).
     """
     keys = _Keys(dialect)
     stmt = select(*TASK_COLUMNS).where(*(_filter(keys, name) for name in filters))
@@ -241,10 +244,10 @@ def _page_query(
         cursor_keys = sorted({"id", sort.field})
         page = json_page(stmt, sort_keys, keys=cursor_keys, table=Task.__tablename__)
         if checks_caller:
-            caller = User.id == bindparam("user_id", type_=Integer())
+            caller = valid_caller(User.is_superuser)
             page = page.add_columns(
-                select(User.is_active).where(caller).scalar_subquery().label("caller_active"),
-                select(User.is_superuser).where(caller).scalar_subquery().label("caller_superuser"),
+                caller.exists().label("caller_active"),
+                caller.scalar_subquery().label("caller_superuser"),
             )
         return DriverStatement(page)
     return DriverStatement(
@@ -275,7 +278,7 @@ async def list_tasks(
 async def list_tasks_for_token(
     engine: AsyncEngine,
     *,
-    user_id: int,
+    token: TokenClaims,
     filters: TaskFilters,
     sort: TaskSort,
     limit: int,
@@ -283,11 +286,11 @@ async def list_tasks_for_token(
 ) -> Response:
     """PostgreSQL: `list_tasks` for the user a token names, without reading the account first.
 
-    The member's page statement reads the account too: gone or inactive, 401 (at once after
-    deactivation, as everywhere). A site admin sees every task: for one, a second statement.
+    The member's page statement checks the token too: no longer valid, 401 (at once, as
+    everywhere). A site admin sees every task: for one, a second statement.
     """
     page = _Page(filters, sort, limit, cursor)
-    rows = await page.fetch(engine, member=user_id, as_json=True, checks_caller=True)
+    rows = await page.fetch(engine, member=token.user_id, as_json=True, token=token)
     if not rows[0]["caller_active"]:
         raise Unauthorized()
     if rows[0]["caller_superuser"]:
@@ -320,9 +323,15 @@ class _Page:
                 self.position, self.params["after_value"] = _Position.AFTER, value
 
     async def fetch(
-        self, engine: AsyncEngine, *, member: int | None, as_json: bool, checks_caller: bool = False
+        self,
+        engine: AsyncEngine,
+        *,
+        member: int | None,
+        as_json: bool,
+        token: TokenClaims | None = None,
     ) -> Sequence[Row]:
-        """The page's rows: among `member`'s projects, or all tasks (None, a site admin)."""
+        """The page's rows: among `member`'s projects, or all tasks (None, a site admin);
+        with `token`, whether it is still valid too (`checks_caller`)."""
         query = _page_query(
             engine.dialect.name,
             members_only=member is not None,
@@ -330,9 +339,11 @@ class _Page:
             sort=self.sort,
             position=self.position,
             as_json=as_json,
-            checks_caller=checks_caller,
+            checks_caller=token is not None,
         )
         params = self.params if member is None else {**self.params, "user_id": member}
+        if token is not None:
+            params = {**params, **token.caller_params}
         return await query.fetch(engine, **params)
 
     def response(self, rows: Sequence[Row], *, as_json: bool) -> Response:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 from pydantic import Field
 
-from taskhub.auth.dependencies import CurrentUser, TokenSubject, load_caller
+from taskhub.auth.dependencies import CurrentUser, VerifiedToken, load_caller
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
 from taskhub.errors import (
     BadRequest,
@@ -102,7 +102,7 @@ class TaskSearch(PageQuery):
 )
 async def search_tasks(
     request: Request,
-    user_id: TokenSubject,
+    token: VerifiedToken,
     search: Annotated[TaskSearch, Depends(query_of(TaskSearch))],
 ) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
@@ -113,9 +113,9 @@ async def search_tasks(
     sort, limit, cursor = search.sort, search.limit, search.cursor
     if database_writes_pages(engine):
         return await list_tasks_for_token(
-            engine, user_id=user_id, filters=filters, sort=sort, limit=limit, cursor=cursor
+            engine, token=token, filters=filters, sort=sort, limit=limit, cursor=cursor
         )
-    user = await load_caller(request, user_id)
+    user = await load_caller(request, token)
     return await list_tasks(
         engine, user=user, filters=filters, sort=sort, limit=limit, cursor=cursor, as_json=False
     )
