@@ -227,7 +227,7 @@ async def update_user(
 )
 async def delete_user(user_id: IdPath, admin: AdminUser, session: SessionDep) -> None:
     """Delete an account that owns nothing that must be kept (site admins); its tokens end."""
-    target = await service.get_user(session, user_id=user_id)
+    target = await service.get_user(session, user_id=user_id, for_update=True)
     await service.delete_user(session, user=target, actor=admin)
 
 

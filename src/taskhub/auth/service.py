@@ -98,7 +98,13 @@ async def check_current_password(*, user: User, current_password: str | None, ro
 
 
 async def delete_user(session: AsyncSession, *, user: User, actor: Principal) -> None:
-    """Delete an account that owns no project and has no orders (deactivate it otherwise)."""
+    """Delete an account that owns no project and has no orders (deactivate it otherwise).
+
+    `user` must have been loaded locked (`get_user(..., for_update=True)`): the user's own
+    requests hold a key-share lock on the row while they write (auth.tokens.RequestSession),
+    so the checks below see every project and order they committed, and nothing new can
+    reference the account until it is gone.
+    """
     if user.id == actor.id:
         raise Conflict("You cannot delete your own account")
     owns = await session.scalar(
@@ -113,9 +119,10 @@ async def delete_user(session: AsyncSession, *, user: User, actor: Principal) ->
     await session.flush()
 
 
-async def get_user(session: AsyncSession, *, user_id: int) -> User:
-    """A user by id, or 404."""
-    user = await session.get(User, user_id)
+async def get_user(session: AsyncSession, *, user_id: int, for_update: bool = False) -> User:
+    """A user by id, or 404; `for_update` locks the row (PostgreSQL) until the transaction
+    ends (SQLite serializes writers)."""
+    user = await session.get(User, user_id, with_for_update=for_update)
     if user is None:
         raise NotFound("User not found")
     return user

@@ -14,7 +14,8 @@ database,
 (`TokenClaims.caller_params`). Every check of "the account behind this token" goes through
 it: the per-request lookup (auth.dependencies.USER_BY_ID), the statements that check the
 account themselves (orders.service.PLACE_ORDER, orders.documents.ORDER_WITH_LINES,
-projects.task_query). For /users/me it is one statement: an index lookup of the user and one of
+projects.task_query), and the first statement of every authenticated write transaction
+(`RequestSession`). For /users/me it is one statement: an index lookup of the user and one of
 the (usually empty) table of logged-out ids.
 """
 
@@ -29,15 +30,19 @@ from sqlalchemy import (
     String,
     bindparam,
     delete,
+    event,
     exists,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
 
 from taskhub.db import on_postgresql, table_of, utcnow
+from taskhub.errors import Unauthorized
 from taskhub.models import RevokedToken, User
 from taskhub.security import TokenClaims
 
@@ -71,6 +76,29 @@ def valid_caller_sql(*columns: Any, lock: bool = False) -> str:
     dialect = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
     compiled = valid_caller(*columns, lock=lock).compile(dialect=dialect)
     return str(compiled)
+
+
+_CONFIRM_CALLER = valid_caller(_users.c.id, lock=True)
+
+
+class RequestSession(Session):
+    """The session of a request's write transaction (taskhub.dependencies.session_scope).
+
+    Its transaction begins by confirming the request's caller (`valid_caller`, locked): a
+    token ended, or an account deleted or deactivated, before the transaction began is a 401
+    from its first statement, never a foreign-key violation or a write on behalf of an account
+    that is gone; and the account cannot be deleted while the transaction runs. The caller is
+    the token the request's auth dependency verified (`request.state.token`); a transaction
+    of a request without one (signup, login) checks nothing.
+    """
+
+
+@event.listens_for(RequestSession, "after_begin")
+def _confirm_caller(session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
+    state = session.info.get("request_state")
+    token: TokenClaims | None = getattr(state, "token", None)
+    if token is not None and conn.execute(_CONFIRM_CALLER, token.caller_params).first() is None:
+        raise Unauthorized()
 
 
 async def revoke_token(session: AsyncSession, *, token: TokenClaims) -> None:
