@@ -19,6 +19,7 @@ from taskhub.driver import DriverStatement
 from taskhub.models import Task, TaskStatus, User
 from taskhub.pagination import encode_cursor
 from taskhub.projects.task_query import TaskFilters, TaskSort, list_tasks, list_tasks_for_token
+from taskhub.security import decode_access_token
 from tests.factories import make_user
 from tests.projects.conftest import Team, make_project
 
@@ -432,16 +433,20 @@ async def test_the_token_page_equals_the_account_page(
 ) -> None:
     # list_tasks_for_token (one statement for a member, two for a site admin) writes the same
     # bytes as list_tasks given the account read beforehand.
+    actors = (team.member, team.site_admin)
     async with app.state.sessionmaker() as session:
-        users = [await session.get(User, actor.id) for actor in (team.member, team.site_admin)]
+        users = [await session.get(User, actor.id) for actor in actors]
     engine = app.state.engine
-    for user in users:
+    key = app.state.settings.signing_key()
+    for user, actor in zip(users, actors, strict=True):
         assert user is not None
+        token = decode_access_token(actor.token, key=key)
+        assert token is not None
         for sort, cursor_after in itertools.product((TaskSort.ID, TaskSort.DUE_DATE_DESC), (0, 1)):
             page = {"filters": TaskFilters(), "sort": sort, "limit": 30, "cursor": None}
             if cursor_after:
                 first = await list_tasks(engine, user=user, **page, as_json=False)
                 page["cursor"] = orjson.loads(first.body)["next_cursor"]
             expected = (await list_tasks(engine, user=user, **page, as_json=False)).body
-            written = (await list_tasks_for_token(engine, user_id=user.id, **page)).body
+            written = (await list_tasks_for_token(engine, token=token, **page)).body
             assert written == expected, (user.is_superuser, sort, page["cursor"])
