@@ -40,6 +40,7 @@ PG_ADMIN_DSN = os.environ.get("TASKHUB_TEST_PG", "postgresql://postgres@127.0.0.
 REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("TASKHUB_REQUIRE_SERVICES") == "1"
 TABLES = [
+    "revoked_tokens",
     "task_activity",
     "tasks",
     "project_members",
@@ -218,6 +219,8 @@ async def clean_tables(url: str, *, pgbouncer: bool = False) -> None:
             else:
                 for table in TABLES:
                     await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+                # Ids start again at 1, as RESTART IDENTITY makes them on PostgreSQL.
+                await conn.execute(text("DELETE FROM sqlite_sequence"))
     finally:
         await engine.dispose()
 

@@ -122,3 +122,27 @@ class PrivateRedis:
             self._proc.kill()
             self._proc.wait(5)
             self._proc = None
+
+
+class ServerProcess(TaskhubProcess):
+    """`taskhub serve` on a free port of 127.0.0.1, as scripts start it."""
+
+    def __init__(self, *, env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(["serve", "--port", str(self.port)], env=env, log=log, cwd=cwd)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until /health answers (fails with the log's tail if it never does)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /health HTTP/1.0\r\nHost: t\r\n\r\n")
+                    if sock.recv(32).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("taskhub serve did not start:\n" + self.tail())
+            time.sleep(0.1)

@@ -31,9 +31,14 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes")] = 1,
     reload: Annotated[bool, typer.Option(help="Reload on code changes (dev)")] = False,
 ) -> None:
-    """Serve the API (one process unless --workers N)."""
+    """Serve the API (one process unless --workers N).
+
+    Forwarded headers are believed only from FORWARDED_ALLOW_IPS (uvicorn's own default
+    would trust 127.0.0.1); with none listed, uvicorn does not read them at all.
+    """
     settings = get_settings()
     settings.signing_key()
+    proxies = settings.forwarded_allow_ips
     uvicorn.run(
         "taskhub.main:app_from_env",
         factory=True,
@@ -44,7 +49,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
         server_header=False,
         timeout_graceful_shutdown=20,
         log_config=None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -25,6 +27,8 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 DEV_SECRET_FILE = Path(".taskhub-secret")
+# A duration given as a plain number: seconds, as the README and .env.example document it.
+_SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 
 
 class Settings(BaseSettings):
@@ -45,6 +49,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     access_token_expire_minutes: int = Field(default=30, ge=1)
     allow_signup: bool = True
+    # Seconds (`900`) or ISO 8601 (`PT15M`); see `_duration`.
     reservation_ttl: timedelta = timedelta(minutes=15)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -55,6 +60,10 @@ class Settings(BaseSettings):
     login_client_window_seconds: int = Field(default=60, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     docs_enabled: bool = True
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or networks,
+    # comma-separated; `*` trusts every peer). Empty: none, so the peer's address is the
+    # client's, whatever headers it sends (the login limiter keys on it).
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # FastAPI's native OpenTelemetry (spans, metrics, logs to the process's configured
     # providers). Off, it costs nothing per request; see the README.
     opentelemetry_enabled: bool = False
@@ -101,6 +110,43 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"FORWARDED_ALLOW_IPS: {entry!r} is not an IP address, a network or '*'"
+                ) from None
+        return value
+
+    @field_validator("reservation_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # pydantic reads a bare number only from Python, not from a string such as the
+        # environment's `RESERVATION_TTL=900`; ISO 8601 strings pass through to pydantic.
+        if isinstance(value, str) and _SECONDS.match(value):
+            return float(value)
+        return value
+
+    @field_validator("reservation_ttl")
+    @classmethod
+    def _positive_duration(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("RESERVATION_TTL must not be negative")
+        return value
 
     @field_validator("redis_url", "secret_key", "database_listen_url", mode="before")
     @classmethod

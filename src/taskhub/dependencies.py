@@ -31,10 +31,14 @@ async def session_scope(
     """A session whose transaction commits when the block ends (rolls back if it raises).
 
     For routes that need a session on only some of their paths; the others take SessionDep.
+    A writing session's transaction begins by confirming the request's caller, if it has one
+    (taskhub.auth.tokens.RequestSession).
     """
     state = request.app.state
     factory = state.read_sessionmaker if reads_only else state.sessionmaker
     async with factory() as session:
+        if not reads_only:
+            session.info["request_state"] = request.state
         try:
             yield session
             await session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from taskhub import idempotency
+from taskhub.auth import tokens
 from taskhub.config import Settings, get_settings
 from taskhub.messaging.dispatch import Registry
 from taskhub.orders import handlers as order_handlers
@@ -14,4 +15,5 @@ def build_registry(settings: Settings | None = None) -> Registry:
     registry = Registry()
     order_handlers.register(registry, reservation_ttl=settings.reservation_ttl)
     registry.every("idempotency.purge")(idempotency.purge_expired)
+    registry.every("tokens.purge")(tokens.purge_revoked_tokens)
     return registry

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskhub import __version__
 from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
+from taskhub.auth.tokens import RequestSession
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
 from taskhub.driver import Database, attach_driver_pool, detach_driver_pool
@@ -46,7 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings, driver_pool=True)
         await attach_driver_pool(engine, settings)
         app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        # Write transactions begin by confirming the request's caller (auth.tokens).
+        app.state.sessionmaker = make_sessionmaker(engine, sync_session_class=RequestSession)
         # GET and HEAD only read: their statements autocommit (no BEGIN/COMMIT round trips).
         app.state.read_sessionmaker = make_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -216,7 +216,7 @@ class PageStatement:
         """`fetch` with the page written by the server from the rows (any database)."""
         caller = None
         if self.caller is not None:
-            found = await db.run(self.caller, user_id=params["user_id"])
+            found = await db.run(self.caller, **params)
             if found:
                 caller = Caller(bool(found[0]["is_active"]), bool(found[0]["is_superuser"]))
             if caller is None or not caller.active or caller.superuser:

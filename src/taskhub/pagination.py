@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from taskhub.dependencies import MAX_ID
 from taskhub.errors import BadRequest
 from taskhub.responses import json_response
 
@@ -67,24 +69,62 @@ def encode_cursor(values: list[Any]) -> str:
 
 
 _FROM_URLSAFE = str.maketrans("-_", "+/")
+INVALID_CURSOR = "The cursor is not valid; start again without one"
 
 
-def decode_cursor(cursor: str | None, *, size: int, kinds: tuple[type, ...]) -> list[Any] | None:
-    """Unpack a cursor made by `encode_cursor`; a forged or stale one is a 400."""
+@dataclass(frozen=True, slots=True)
+class CursorField:
+    """What one position of a cursor may hold: an int in a range, or a short string.
+
+    JSON `true` is not an int, and null only passes where `nullable` says so: whatever
+    a cursor holds reaches SQL as a bound value of the sort's type, so anything else is a
+    400 here rather than a database error later.
+    """
+
+    kind: type[int] | type[str]
+    minimum: int = 1
+    maximum: int = MAX_ID
+    max_length: int = 64
+    nullable: bool = False
+    choices: frozenset[str] | None = None
+
+    def accepts(self, value: object) -> bool:
+        """Whether `value` (decoded JSON) is one this position may hold."""
+        if value is None:
+            return self.nullable
+        if self.kind is int:
+            return (
+                type(value) is int and self.minimum <= value <= self.maximum  # no bool, no float
+            )
+        if not isinstance(value, str) or len(value) > self.max_length:
+            return False
+        return self.choices is None or value in self.choices
+
+
+# A row id, the key of most lists.
+ID_FIELD = CursorField(int)
+_SHORTHAND = {int: ID_FIELD, str: CursorField(str)}
+
+
+def decode_cursor(
+    cursor: str | None, *, size: int, kinds: Sequence[type | CursorField]
+) -> list[Any] | None:
+    """Unpack a cursor made by `encode_cursor`: exactly `size` values, each one that its
+    field of `kinds` accepts (`int`: a row id; `str`: a short string); otherwise a 400."""
     if cursor is None:
         return None
+    fields = [kind if isinstance(kind, CursorField) else _SHORTHAND[kind] for kind in kinds]
+    if len(fields) != size:
+        raise ValueError(f"a cursor of {size} values needs {size} fields, not {len(fields)}")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         # Strict: characters outside the alphabet are an error, not silently skipped.
         standard = padded.translate(_FROM_URLSAFE).encode("ascii")
         values = orjson.loads(binascii.a2b_base64(standard, strict_mode=True))
     except (binascii.Error, ValueError, UnicodeEncodeError, orjson.JSONDecodeError):
-        raise BadRequest("The cursor is not valid; start again without one") from None
+        raise BadRequest(INVALID_CURSOR) from None
     if not isinstance(values, list) or len(values) != size:
-        raise BadRequest("The cursor is not valid; start again without one")
-    for value, kind in zip(values, kinds, strict=True):
-        if value is not None and not isinstance(value, kind):
-            raise BadRequest("The cursor is not valid; start again without one")
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31:
-            raise BadRequest("The cursor is not valid; start again without one")
+        raise BadRequest(INVALID_CURSOR)
+    if not all(field.accepts(value) for field, value in zip(fields, values, strict=True)):
+        raise BadRequest(INVALID_CURSOR)
     return values

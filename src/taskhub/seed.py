@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from taskhub.auth import service as users
 from taskhub.auth.schemas import SignupIn
+from taskhub.auth.tokens import end_all_tokens
 from taskhub.catalog import service as catalog
 from taskhub.config import Settings
 from taskhub.db import make_engine, make_sessionmaker
@@ -50,6 +51,9 @@ async def create_or_promote_superuser(
             existing.hashed_password = await hash_password(
                 valid.password, rounds=settings.bcrypt_rounds
             )
+            await session.flush()
+            # A new password ends the account's tokens, as it does through the API.
+            await end_all_tokens(session, user_id=existing.id)
             return False
     finally:
         await engine.dispose()

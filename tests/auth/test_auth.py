@@ -185,6 +185,7 @@ async def test_bad_tokens_are_401(app: FastAPI, client: httpx.AsyncClient) -> No
     now = datetime.now(UTC)
     good = {
         "sub": str(user.id),
+        "ep": 0,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=5)).timestamp()),
         "jti": "a",
@@ -202,6 +203,15 @@ async def test_bad_tokens_are_401(app: FastAPI, client: httpx.AsyncClient) -> No
         "future iat": (_forge({**good, "iat": int((now + timedelta(hours=1)).timestamp())}), 401),
         "no exp": (_forge({k: v for k, v in good.items() if k != "exp"}), 401),
         "non-numeric sub": (_forge({**good, "sub": "abc"}), 401),
+        "no epoch (issued before epochs)": (
+            _forge({k: v for k, v in good.items() if k != "ep"}),
+            401,
+        ),
+        "another epoch": (_forge({**good, "ep": 1}), 401),
+        "epoch true": (_forge({**good, "ep": True}), 401),
+        "epoch text": (_forge({**good, "ep": "0"}), 401),
+        "jti not text": (_forge({**good, "jti": 7}), 401),
+        "jti too long": (_forge({**good, "jti": "j" * 65}), 401),
         "huge sub": (_forge({**good, "sub": str(2**70)}), 401),
         "unknown user": (_forge({**good, "sub": "999999"}), 401),
         "tampered": (".".join(tampered_parts), 401),

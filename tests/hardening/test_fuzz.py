@@ -39,7 +39,10 @@ EXAMPLES_PER_OPERATION = 15
 PASSWORD = "Fuzz-password-123"
 # Out of reach of the ids the fuzzer tends to pick (1, 2, ...), so that an admin deleting or
 # deactivating "user 2" does not lock the fuzzing accounts out halfway through.
-ADMIN_ID, USER_ID = 1_900_000_001, 1_900_000_002
+ADMIN_ID, USER_ID, LOGOUT_ID = 1_900_000_001, 1_900_000_002, 1_900_000_003
+# These end the token they are sent with (or every token of its user): they are fuzzed with a
+# fresh token of an account of their own, so that the other operations keep theirs.
+ENDS_TOKENS = {"/api/v1/auth/logout", "/api/v1/auth/logout-all"}
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,18 @@ class FuzzTarget:
 
     schema: Any
     tokens: dict[str, str]
+    app: Any
+
+    def login(self, role: str) -> str:
+        """A new token of the `role` account (`user`, `admin` or `logout`)."""
+        with asgi.get_client(self.app) as client:
+            r = client.post(
+                "/api/v1/auth/login/access-token",
+                data={"username": f"fuzz-{role}@example.com", "password": PASSWORD},
+            )
+        assert r.status_code == 200, r.text
+        token: str = r.json()["access_token"]
+        return token
 
 
 async def _seed_accounts(url: str) -> None:
@@ -85,6 +100,7 @@ async def _seed_accounts(url: str) -> None:
             for user_id, email, admin in [
                 (ADMIN_ID, "fuzz-admin@example.com", True),
                 (USER_ID, "fuzz-user@example.com", False),
+                (LOGOUT_ID, "fuzz-logout@example.com", False),
             ]:
                 await conn.execute(
                     text(
@@ -109,16 +125,9 @@ def fuzz_target(pg_server: str) -> Iterator[FuzzTarget]:
         loop.run_until_complete(_seed_accounts(url))
         app = create_app(settings_)
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        tokens: dict[str, str] = {}
-        with asgi.get_client(app) as client:
-            for role in ("user", "admin"):
-                r = client.post(
-                    "/api/v1/auth/login/access-token",
-                    data={"username": f"fuzz-{role}@example.com", "password": PASSWORD},
-                )
-                assert r.status_code == 200, r.text
-                tokens[role] = r.json()["access_token"]
-        yield FuzzTarget(schema=schema, tokens=tokens)
+        target = FuzzTarget(schema=schema, tokens={}, app=app)
+        target.tokens = {role: target.login(role) for role in ("user", "admin")}
+        yield target
         asgi.shutdown_lifespans()
     finally:
         loop.run_until_complete(drop_pg_database(pg_server, name))
@@ -173,8 +182,12 @@ def test_fuzz_api(
     for result in fuzz_target.schema.get_all_operations():
         operation = result.ok()
         operations += 1
+        own = operation.path in ENDS_TOKENS
+        token = fuzz_target.login("logout") if own else None
         try:
-            examples += _fuzz_operation(operation, mode, headers)
+            examples += _fuzz_operation(
+                operation, mode, {"Authorization": f"Bearer {token}"} if own else headers
+            )
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE  # nothing to mutate (no input at all)
         except (Exception, BaseExceptionGroup) as exc:  # report every failing operation
@@ -184,3 +197,6 @@ def test_fuzz_api(
     assert operations > 40
     assert examples > operations * EXAMPLES_PER_OPERATION // 2
     assert not failures, f"{len(failures)} failing operation(s):\n" + "\n".join(failures)
+    # The token survived the run: no operation answered 401 merely because one ended it.
+    with asgi.get_client(fuzz_target.app) as client:
+        assert client.get("/api/v1/users/me", headers=headers).status_code == 200

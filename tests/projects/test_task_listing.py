@@ -19,7 +19,8 @@ from taskhub.driver import DriverStatement
 from taskhub.models import Task, TaskStatus
 from taskhub.pagination import encode_cursor
 from taskhub.projects.task_query import TaskFilters, TaskPage, TaskSort
-from tests.factories import make_user
+from taskhub.security import decode_access_token
+from tests.factories import Actor, make_user
 from tests.projects.conftest import Team, make_project
 
 PRIORITIES = ["none", "low", "medium", "high", "urgent"]
@@ -345,13 +346,17 @@ async def test_project_list_is_a_constant_number_of_statements(
 
 
 async def both_writers(
-    app: FastAPI, page: TaskPage, *, limit: int, user_id: int | None
+    app: FastAPI, page: TaskPage, *, limit: int, member: Actor | None
 ) -> tuple[bytes, bytes]:
     """The page as the server writes it from rows, and as PostgreSQL writes it."""
     db = app.state.database.pooled
+    token = None
+    if member is not None:
+        token = decode_access_token(member.token, key=app.state.settings.signing_key())
+        assert token is not None
     bodies = []
     for write in (page.statement.page_from_rows, page.statement.page_from_json):
-        response, _ = await write(db, limit=limit, cursor_of=page.cursor_of, **page.params(user_id))
+        response, _ = await write(db, limit=limit, cursor_of=page.cursor_of, **page.params(token))
         assert response is not None
         bodies.append(bytes(response.body))
     return bodies[0], bodies[1]
@@ -382,8 +387,8 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
             page = TaskPage(
                 filters=task_filters, sort=sort, cursor=cursor, members_only=members_only
             )
-            user_id = team.member.id if members_only else None
-            rows, written = await both_writers(app, page, limit=40, user_id=user_id)
+            member = team.member if members_only else None
+            rows, written = await both_writers(app, page, limit=40, member=member)
             assert written == rows, (sort, task_filters, cursor)  # byte for byte
             cursor = orjson.loads(rows)["next_cursor"]
             if cursor is None:
@@ -399,7 +404,7 @@ async def test_pages_written_by_postgresql_equal_the_row_pages(
     listed = await client.get("/api/v1/tasks", params={"limit": 1}, headers=team.member.headers)
     assert listed.json()["items"] == [edited.json()]
     page = TaskPage(filters=TaskFilters(), sort=TaskSort.ID, cursor=None, members_only=True)
-    rows, written = await both_writers(app, page, limit=50, user_id=team.member.id)
+    rows, written = await both_writers(app, page, limit=50, member=team.member)
     assert written == rows
 
 

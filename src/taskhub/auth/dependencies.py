@@ -6,16 +6,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import bindparam, select
 
 from taskhub.auth.principal import Caller
+from taskhub.auth.tokens import valid_caller
 from taskhub.driver import DriverStatement
 from taskhub.errors import Forbidden, Unauthorized
 from taskhub.models import User
-from taskhub.security import decode_access_token
+from taskhub.security import TokenClaims, decode_access_token
 
+# The per-request lookup: the token's account, if the token is still valid (one statement).
 USER_BY_ID = DriverStatement(
-    select(
+    valid_caller(
         User.id,
         User.email,
         User.hashed_password,
@@ -24,32 +25,37 @@ USER_BY_ID = DriverStatement(
         User.is_superuser,
         User.created_at,
         User.updated_at,
-    ).where(User.id == bindparam("user_id"))
+    )
 )
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login/access-token", auto_error=False)
 
 
-async def get_token_subject(
+async def get_verified_token(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> int:
-    """The user id a valid token names, without reading the account: 401 for a bad token.
+) -> TokenClaims:
+    """The claims of a token whose signature and times are valid, without reading the
+    database: 401 otherwise.
 
-    As a dependency of its own, only for a route whose own statement checks that the account
-    exists and is active (and answers 401 when it is not): `POST /orders` and `GET /tasks` on
-    PostgreSQL (orders.service, projects.task_query) and `GET /orders/{id}` (orders.documents).
+    As a dependency of its own, only for a route whose own statement checks that the token is
+    still valid (`auth.tokens.valid_caller`, 401 when it is not): `POST /orders` and
+    `GET /tasks` on PostgreSQL (orders.service, projects.task_query) and `GET /orders/{id}`
+    (orders.documents). The claims become the request's caller for its write transaction
+    (`auth.tokens.RequestSession`).
     """
     if not token:
         raise Unauthorized("Not authenticated")
     claims = decode_access_token(token, key=request.app.state.settings.signing_key())
     if claims is None:
         raise Unauthorized()
-    return claims.user_id
+    request.state.token = claims
+    return claims
 
 
-async def load_caller(request: Request, user_id: int) -> Caller:
-    """The active user `user_id`; 401 at once after deactivation or deletion."""
-    row = await USER_BY_ID.fetch_one(request.app.state.engine, user_id=user_id)
-    if row is None or not row["is_active"]:
+async def load_caller(request: Request, token: TokenClaims) -> Caller:
+    """The user of a still-valid token; 401 at once after deactivation, deletion, a password
+    change, logout or logout-all."""
+    row = await USER_BY_ID.fetch_one(request.app.state.engine, **token.caller_params)
+    if row is None:
         raise Unauthorized()
     # The lookup runs on every request: a plain snapshot, no ORM (see taskhub.driver).
     return Caller(**row)
@@ -58,8 +64,8 @@ async def load_caller(request: Request, user_id: int) -> Caller:
 async def get_current_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Caller:
-    """The active user the token names; 401 otherwise, at once after deactivation or deletion."""
-    return await load_caller(request, await get_token_subject(request, token))
+    """The user of a still-valid token; 401 otherwise (see `load_caller`)."""
+    return await load_caller(request, await get_verified_token(request, token))
 
 
 async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> Caller:
@@ -70,5 +76,5 @@ async def get_admin_user(user: Annotated[Caller, Depends(get_current_user)]) -> 
 
 
 CurrentUser = Annotated[Caller, Depends(get_current_user)]
-TokenSubject = Annotated[int, Depends(get_token_subject)]
+VerifiedToken = Annotated[TokenClaims, Depends(get_verified_token)]
 AdminUser = Annotated[Caller, Depends(get_admin_user)]

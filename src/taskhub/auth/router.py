@@ -9,8 +9,8 @@ from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from taskhub.auth import service
-from taskhub.auth.dependencies import AdminUser, CurrentUser
+from taskhub.auth import service, tokens
+from taskhub.auth.dependencies import AdminUser, CurrentUser, VerifiedToken
 from taskhub.auth.schemas import (
     SignupIn,
     TokenOut,
@@ -96,7 +96,9 @@ async def login_access_token(
         raise Unauthorized("This account is disabled")
     await limiter.succeeded(account=account)
     expires = timedelta(minutes=settings.access_token_expire_minutes)
-    token = create_access_token(user_id=user.id, key=settings.signing_key(), expires_in=expires)
+    token = create_access_token(
+        user_id=user.id, epoch=user.token_epoch, key=settings.signing_key(), expires_in=expires
+    )
     return TokenOut(access_token=token, expires_in=int(expires.total_seconds()))
 
 
@@ -104,6 +106,18 @@ async def login_access_token(
 async def test_token(user: CurrentUser) -> UserOut:
     """Echo the token's user: a cheap way to check a token."""
     return UserOut.model_validate(user)
+
+
+@auth_router.post("/logout", status_code=204, responses=problem_responses(Unauthorized))
+async def logout(_user: CurrentUser, token: VerifiedToken, session: SessionDep) -> None:
+    """End this token at once, in every server process; the user's other tokens go on."""
+    await tokens.revoke_token(session, token=token)
+
+
+@auth_router.post("/logout-all", status_code=204, responses=problem_responses(Unauthorized))
+async def logout_all(user: CurrentUser, session: SessionDep) -> None:
+    """End every token of the user issued so far, this one included, at once."""
+    await tokens.end_all_tokens(session, user_id=user.id)
 
 
 @users_router.get("/me", response_model=UserOut, responses=problem_responses(Unauthorized))
@@ -117,7 +131,8 @@ async def read_me(user: CurrentUser) -> Response:
 async def update_me(
     body: UserUpdateMeIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
-    """Change one's name or email; a password change needs `current_password`."""
+    """Change one's name or email; a password change needs `current_password`, and ends
+    every token of the account, this one included (log in again with the new password)."""
     account = await service.get_user(session, user_id=user.id)
     if body.password is not None:
         await service.check_current_password(
@@ -191,7 +206,8 @@ async def update_user(
     session: SessionDep,
     settings: SettingsDep,
 ) -> UserOut:
-    """Change any account, including activation and admin rights (site admins)."""
+    """Change any account, including activation and admin rights (site admins); a new
+    password or a deactivation ends every token of the account."""
     target = await service.get_user(session, user_id=user_id)
     changes = body.model_dump(exclude_unset=True)
     if target.id == admin.id and (
@@ -210,8 +226,8 @@ async def update_user(
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
 async def delete_user(user_id: IdPath, admin: AdminUser, session: SessionDep) -> None:
-    """Delete an account that owns nothing that must be kept (site admins)."""
-    target = await service.get_user(session, user_id=user_id)
+    """Delete an account that owns nothing that must be kept (site admins); its tokens end."""
+    target = await service.get_user(session, user_id=user_id, for_update=True)
     await service.delete_user(session, user=target, actor=admin)
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.principal import Principal
+from taskhub.auth.tokens import end_all_tokens
 from taskhub.errors import Conflict, NotFound, Unprocessable
 from taskhub.models import Order, ProjectMember, Role, User
 from taskhub.security import hash_password, verify_password
@@ -60,9 +61,14 @@ async def update_user(
     changes: dict[str, object],
     rounds: int,
 ) -> User:
-    """Apply validated changes; a new password is hashed, a new email must be free."""
+    """Apply validated changes; a new password is hashed, a new email must be free.
+
+    A new password or a deactivation ends every token of the account issued so far (a
+    reactivated account logs in again).
+    """
     password = changes.pop("password", None)
     changes.pop("current_password", None)
+    deactivating = changes.get("is_active") is False and user.is_active
     email = changes.get("email")
     if email is not None and email != user.email:
         if await get_user_by_email(session, email=str(email)) is not None:
@@ -74,6 +80,8 @@ async def update_user(
     if password is not None:
         user.hashed_password = await hash_password(str(password), rounds=rounds)
     await _flush_unique_email(session)
+    if password is not None or deactivating:
+        await end_all_tokens(session, user_id=user.id)
     await session.refresh(user)
     return user
 
@@ -90,7 +98,13 @@ async def check_current_password(*, user: User, current_password: str | None, ro
 
 
 async def delete_user(session: AsyncSession, *, user: User, actor: Principal) -> None:
-    """Delete an account that owns no project and has no orders (deactivate it otherwise)."""
+    """Delete an account that owns no project and has no orders (deactivate it otherwise).
+
+    `user` must have been loaded locked (`get_user(..., for_update=True)`): the user's own
+    requests hold a key-share lock on the row while they write (auth.tokens.RequestSession),
+    so the checks below see every project and order they committed, and nothing new can
+    reference the account until it is gone.
+    """
     if user.id == actor.id:
         raise Conflict("You cannot delete your own account")
     owns = await session.scalar(
@@ -105,9 +119,10 @@ async def delete_user(session: AsyncSession, *, user: User, actor: Principal) ->
     await session.flush()
 
 
-async def get_user(session: AsyncSession, *, user_id: int) -> User:
-    """A user by id, or 404."""
-    user = await session.get(User, user_id)
+async def get_user(session: AsyncSession, *, user_id: int, for_update: bool = False) -> User:
+    """A user by id, or 404; `for_update` locks the row (PostgreSQL) until the transaction
+    ends (SQLite serializes writers)."""
+    user = await session.get(User, user_id, with_for_update=for_update)
     if user is None:
         raise NotFound("User not found")
     return user

@@ -7,7 +7,7 @@ from taskhub.models.outbox import OutboxEvent, ProcessedEvent
 from taskhub.models.product import MovementReason, Product, StockMovement
 from taskhub.models.project import Project, ProjectMember, Role
 from taskhub.models.task import Task, TaskActivity, TaskPriority, TaskStatus
-from taskhub.models.user import User
+from taskhub.models.user import RevokedToken, User
 
 __all__ = [
     "Deployment",
@@ -22,6 +22,7 @@ __all__ = [
     "Project",
     "ProjectMember",
     "Reservation",
+    "RevokedToken",
     "ReservationState",
     "Role",
     "StockMovement",

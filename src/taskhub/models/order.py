@@ -9,7 +9,12 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Uniq
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base, UTCDateTime
-from taskhub.models._columns import created_at_column, enum_check, updated_at_column
+from taskhub.models._columns import (
+    SQLITE_AUTOINCREMENT,
+    created_at_column,
+    enum_check,
+    updated_at_column,
+)
 
 
 class OrderStatus(StrEnum):
@@ -43,6 +48,7 @@ class Order(Base):
         CheckConstraint("total_cents >= 0", name="total_non_negative"),
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_status_reserved_at", "status", "reserved_at"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -66,6 +72,7 @@ class OrderItem(Base):
         UniqueConstraint("order_id", "product_id", name="uq_order_items_order_product"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         Index("ix_order_items_product_id", "product_id"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -91,6 +98,7 @@ class Reservation(Base):
             sqlite_where=text("state = 'held'"),
             postgresql_where=text("state = 'held'"),
         ),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base, UTCDateTime
-from taskhub.models._columns import created_at_column
+from taskhub.models._columns import SQLITE_AUTOINCREMENT, created_at_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so the big integer is PostgreSQL-only.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -26,6 +26,7 @@ class OutboxEvent(Base):
             sqlite_where=text("published_at IS NULL"),
             postgresql_where=text("published_at IS NULL"),
         ),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -9,7 +9,12 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base, UTCDateTime
-from taskhub.models._columns import created_at_column, enum_check, updated_at_column
+from taskhub.models._columns import (
+    SQLITE_AUTOINCREMENT,
+    created_at_column,
+    enum_check,
+    updated_at_column,
+)
 
 
 class MovementReason(StrEnum):
@@ -28,6 +33,7 @@ class Product(Base):
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price_cents >= 0", name="price_non_negative"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -50,6 +56,7 @@ class StockMovement(Base):
     __table_args__ = (
         enum_check("reason", MovementReason, "reason"),
         Index("ix_stock_movements_product_id_id", "product_id", "id"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,7 +9,12 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base
-from taskhub.models._columns import created_at_column, enum_check, updated_at_column
+from taskhub.models._columns import (
+    SQLITE_AUTOINCREMENT,
+    created_at_column,
+    enum_check,
+    updated_at_column,
+)
 
 
 class Role(StrEnum):
@@ -33,6 +38,7 @@ class Project(Base):
     """A project; its single owner is the member whose role is `owner`."""
 
     __tablename__ = "projects"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(200), nullable=False)

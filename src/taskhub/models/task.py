@@ -9,7 +9,12 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskhub.db import Base, UTCDateTime
-from taskhub.models._columns import created_at_column, enum_check, updated_at_column
+from taskhub.models._columns import (
+    SQLITE_AUTOINCREMENT,
+    created_at_column,
+    enum_check,
+    updated_at_column,
+)
 
 
 class TaskStatus(StrEnum):
@@ -42,6 +47,7 @@ class Task(Base):
         enum_check("priority", TaskPriority, "priority"),
         Index("ix_tasks_project_id_id", "project_id", "id"),
         Index("ix_tasks_assignee_id_id", "assignee_id", "id"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,7 +71,7 @@ class TaskActivity(Base):
     """One changed field of a task: who, what, from, to, when."""
 
     __tablename__ = "task_activity"
-    __table_args__ = (Index("ix_task_activity_task_id_id", "task_id", "id"),)
+    __table_args__ = (Index("ix_task_activity_task_id_id", "task_id", "id"), SQLITE_AUTOINCREMENT)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False)

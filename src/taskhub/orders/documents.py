@@ -12,10 +12,12 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, bindparam, or_, select
 
+from taskhub.auth.tokens import valid_caller
 from taskhub.db import table_of
 from taskhub.driver import DriverStatement, Executor, Row, in_list
 from taskhub.errors import NotFound, Unauthorized
 from taskhub.models import Order, OrderItem, User
+from taskhub.security import TokenClaims
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
 
@@ -28,13 +30,10 @@ _LINE_COLUMNS = [
     _order_items.c.unit_price_cents,
 ]
 # The caller's account, an order it may see (its own, or any for a site admin) and the order's
-# lines, in one round trip (one row per line). No row: the account is gone or inactive; a row
-# without an order: not found.
-_caller = (
-    select(_users.c.id, _users.c.is_superuser)
-    .where(_users.c.id == bindparam("user_id"), _users.c.is_active)
-    .subquery("caller")
-)
+# lines, in one round trip (one row per line). No row: the token is no longer valid (the
+# account is gone or inactive, the token ended: `valid_caller`); a row without an order: not
+# found.
+_caller = valid_caller(_users.c.id, _users.c.is_superuser).subquery("caller")
 ORDER_WITH_LINES = DriverStatement(
     select(*_ORDER_COLUMNS, *_LINE_COLUMNS)
     .select_from(
@@ -46,6 +45,14 @@ ORDER_WITH_LINES = DriverStatement(
             ),
         ).outerjoin(_order_items, _order_items.c.order_id == _orders.c.id)
     )
+    .order_by(_order_items.c.product_id)
+)
+# An order and its lines by id alone: for a transition that has just matched the order as
+# visible to its caller.
+ORDER_BY_ID = DriverStatement(
+    select(*_ORDER_COLUMNS, *_LINE_COLUMNS)
+    .select_from(_orders.join(_order_items, _order_items.c.order_id == _orders.c.id))
+    .where(_orders.c.id == bindparam("order_id"))
     .order_by(_order_items.c.product_id)
 )
 LINES_OF = DriverStatement(
@@ -90,16 +97,24 @@ def order_document(order: Mapping[str, Any], lines: Sequence[Line]) -> dict[str,
     return document
 
 
-async def read_order(db: Executor, *, order_id: int, user_id: int) -> dict[str, Any]:
-    """The order `user_id` may see (theirs, or any for a site admin), as an API document.
+async def read_order(db: Executor, *, order_id: int, token: TokenClaims) -> dict[str, Any]:
+    """The order the token's user may see (theirs, or any for a site admin), as a document.
 
-    One statement; it checks the account itself (gone or inactive: 401), so a caller known
-    only by a valid token needs no lookup of its own.
+    One statement; it checks that the token is still valid itself (401 otherwise), so a
+    caller known only by a verified token needs no lookup of its own.
     """
-    rows = await db.run(ORDER_WITH_LINES, order_id=order_id, user_id=user_id)
+    rows = await db.run(ORDER_WITH_LINES, order_id=order_id, **token.caller_params)
     if not rows:
         raise Unauthorized()
     if rows[0]["id"] is None:
+        raise NotFound("Order not found")
+    return order_document(rows[0], _lines(rows))
+
+
+async def order_by_id(db: Executor, *, order_id: int) -> dict[str, Any]:
+    """An order the caller was already shown to see, as an API document."""
+    rows = await db.run(ORDER_BY_ID, order_id=order_id)
+    if not rows:
         raise NotFound("Order not found")
     return order_document(rows[0], _lines(rows))
 

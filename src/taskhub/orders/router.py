@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response
 
 from taskhub import idempotency
-from taskhub.auth.dependencies import CurrentUser, TokenSubject
+from taskhub.auth.dependencies import CurrentUser, VerifiedToken
 from taskhub.dependencies import IdPath, SettingsDep, TransactionDep
 from taskhub.errors import (
     Conflict,
@@ -46,14 +46,14 @@ TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
 async def create_order(
     request: Request,
     body: OrderCreateIn,
-    user_id: TokenSubject,
+    token: VerifiedToken,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Place an order (PENDING); a worker reserves its stock shortly after."""
     state = request.app.state
     placed = await service.place_order(
         state.database,
-        user_id=user_id,
+        token=token,
         lines=body.items,
         max_open_orders=state.settings.max_open_orders_per_user,
         idempotency_key=idempotency_key,
@@ -95,10 +95,10 @@ async def list_orders(
 @router.get(
     "/{order_id}", response_model=OrderOut, responses=problem_responses(Unauthorized, NotFound)
 )
-async def read_order(order_id: IdPath, request: Request, user_id: TokenSubject) -> Response:
+async def read_order(order_id: IdPath, request: Request, token: VerifiedToken) -> Response:
     """One order with its lines, total and state."""
     db = request.app.state.database.pooled
-    return json_response(await service_documents.read_order(db, order_id=order_id, user_id=user_id))
+    return json_response(await service_documents.read_order(db, order_id=order_id, token=token))
 
 
 @router.post("/{order_id}/confirm", response_model=OrderOut, responses=TRANSITION_ERRORS)

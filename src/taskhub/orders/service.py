@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from taskhub import idempotency
+from taskhub.auth.tokens import valid_caller
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, table_of, utcnow
 from taskhub.driver import Database, DriverStatement, Executor, in_constants, in_list
@@ -40,10 +41,11 @@ from taskhub.errors import Conflict, InvalidTransition, NotFound, Unauthorized, 
 from taskhub.messaging import outbox
 from taskhub.models import Order, OrderItem, OrderStatus, Product, User
 from taskhub.models.order import OPEN_STATUSES
-from taskhub.orders.documents import order_document, read_order
+from taskhub.orders.documents import order_by_id, order_document
 from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED, CancelReason
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 from taskhub.responses import json_bytes
+from taskhub.security import TokenClaims
 
 MAX_TOTAL_CENTS = 2**31 - 1
 _orders, _items = table_of(Order), table_of(OrderItem)
@@ -57,16 +59,11 @@ _OPEN = [status.value for status in OPEN_STATUSES]
 # the count in the next statement sees every order committed before the lock was granted.
 # FOR NO KEY UPDATE, not FOR UPDATE: the foreign keys of the idempotency key and the order
 # take FOR KEY SHARE on this row, which FOR UPDATE would wait for (and deadlock with).
-LOCK_CALLER = DriverStatement(
-    select(_users.c.is_active)
-    .where(_users.c.id == bindparam("user_id"))
-    .with_for_update(key_share=True)
-)
-_active = exists(
-    select(_users.c.id).where(
-        _users.c.id == bindparam("user_id", type_=Integer()), _users.c.is_active
-    )
-)
+LOCK_CALLER = DriverStatement(valid_caller(_users.c.id).with_for_update(key_share=True))
+# The token is still valid (auth.tokens.valid_caller), its account key-share locked so that it
+# cannot be deleted under the statement that writes its order.
+_account = valid_caller(_users.c.id, lock=True).cte("account")
+_active = exists(select(_account.c.id))
 _open_orders = (
     select(func.count())
     .where(
@@ -251,7 +248,7 @@ class Placed:
 async def place_order(
     database: Database,
     *,
-    user_id: int,
+    token: TokenClaims,
     lines: Sequence[OrderLineIn],
     max_open_orders: int,
     idempotency_key: str | None = None,
@@ -259,18 +256,18 @@ async def place_order(
 ) -> Placed:
     """Create a PENDING order with prices snapshotted, and its order.created event.
 
-    `user_id` comes from a valid token; the writing statement checks that the account is
-    active itself (401 otherwise). With a quota or an Idempotency-Key the work is one
+    `token` has a verified signature; the writing statement checks that it is still valid
+    itself (401 otherwise). With a quota or an Idempotency-Key the work is one
     transaction (the caller's row read and locked first, then the key, then the order);
     without, on PostgreSQL it is one statement.
     """
     checked = _Lines(lines)
+    user_id = token.user_id
     atomic = bool(max_open_orders or idempotency_key) or database.dialect != "postgresql"
     async with database.transaction(atomic=atomic) as db:
         if max_open_orders or idempotency_key:
             # The account first: a key (or an order) of a deleted account cannot be stored.
-            caller = await db.run(LOCK_CALLER, user_id=user_id)
-            if not caller or not caller[0]["is_active"]:
+            if not await db.run(LOCK_CALLER, **token.caller_params):
                 raise Unauthorized()
         claim = await idempotency.claim(
             db,
@@ -287,7 +284,7 @@ async def place_order(
                 replayed=True,
             )
         written = await _write_order(
-            db, user_id=user_id, checked=checked, max_open_orders=max_open_orders
+            db, token=token, checked=checked, max_open_orders=max_open_orders
         )
         if written.created is None:
             raise _refusal(written, checked=checked, max_open_orders=max_open_orders)
@@ -299,7 +296,7 @@ async def place_order(
 
 
 async def _write_order(
-    db: Executor, *, user_id: int, checked: _Lines, max_open_orders: int
+    db: Executor, *, token: TokenClaims, checked: _Lines, max_open_orders: int
 ) -> _Written:
     """Insert the order, its lines and its event if everything allows it.
 
@@ -313,8 +310,8 @@ async def _write_order(
             product_ids=pids,
             quantities=[checked.merged[pid] for pid in pids],
             lines=len(pids),
-            user_id=user_id,
             quota=max_open_orders,
+            **token.caller_params,
             **outbox.event_params(type=ORDER_CREATED),
         )
         first = rows[0]
@@ -326,7 +323,8 @@ async def _write_order(
             active=bool(first["active"]),
             open_orders=int(first["open_orders"]),
         )
-    caller = (await db.run(CALLER_AND_QUOTA, user_id=user_id))[0]
+    user_id = token.user_id
+    caller = (await db.run(CALLER_AND_QUOTA, **token.caller_params))[0]
     prices = {
         int(row["product_id"]): int(row["price_cents"])
         for row in await db.run(PRICES, product_ids=pids)
@@ -462,7 +460,7 @@ async def confirm_order(
 ) -> dict[str, Any]:
     """RESERVED → CONFIRMED (stops the reservation from expiring)."""
     await _transition(db, CONFIRM, order_id, user_id, is_admin, reservation_ttl)
-    return await read_order(db, order_id=order_id, user_id=user_id)
+    return await order_by_id(db, order_id=order_id)
 
 
 async def pay_order(
@@ -471,7 +469,7 @@ async def pay_order(
     """RESERVED | CONFIRMED → PAID; the held stock is consumed."""
     await _transition(db, PAY, order_id, user_id, is_admin, reservation_ttl)
     await inventory.consume(db, order_id=order_id)
-    return await read_order(db, order_id=order_id, user_id=user_id)
+    return await order_by_id(db, order_id=order_id)
 
 
 async def cancel_order(
@@ -481,7 +479,7 @@ async def cancel_order(
     reason: CancelReason = "admin" if is_admin else "user"
     await _transition(db, CANCEL, order_id, user_id, is_admin, None, reason=reason)
     await outbox.emit(db, type=ORDER_CANCELLED, payload={"order_id": order_id, "reason": reason})
-    return await read_order(db, order_id=order_id, user_id=user_id)
+    return await order_by_id(db, order_id=order_id)
 
 
 async def _transition(

@@ -135,8 +135,14 @@ async def load_project_access(
     if for_update:
         # Membership changes of one project are serialized on its row. The lock is taken
         # first, so that the roles read next are the committed ones, not those of a snapshot
-        # taken before the wait. (SQLite needs none: BEGIN IMMEDIATE serializes writers.)
-        await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+        # taken before the wait. FOR NO KEY UPDATE: it excludes itself (and the project's
+        # deletion), but not the key-share locks that writers referencing the project take
+        # for their foreign keys; one of them may hold a membership this change waits for
+        # (tasks.ensure_assignable), so a full FOR UPDATE would deadlock with it.
+        # (SQLite needs none: BEGIN IMMEDIATE serializes writers.)
+        await session.execute(
+            select(Project.id).where(Project.id == project_id).with_for_update(key_share=True)
+        )
     row = (await session.execute(stmt)).one_or_none()
     if row is None or (row[1] is None and not user.is_superuser):
         raise NotFound(NOT_FOUND["project"])

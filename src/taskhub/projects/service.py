@@ -171,7 +171,10 @@ async def transfer_ownership(
 async def remove_member(session: AsyncSession, *, access: ProjectAccess, user_id: int) -> None:
     """Remove a member below the caller's rank, or leave (anyone but the owner).
 
-    Their tasks in the project are unassigned, since an assignee must be a member.
+    Their tasks in the project are unassigned, since an assignee must be a member. The
+    membership is deleted first: that waits for any assignment to them in progress (it holds
+    the membership row: `tasks.ensure_assignable`), and the unassignment, a statement of its
+    own after it, then sees what that assignment committed.
     """
     leaving = user_id == access.user.id
     if not leaving:
@@ -183,9 +186,9 @@ async def remove_member(session: AsyncSession, *, access: ProjectAccess, user_id
         raise Conflict("The owner cannot leave or be removed; transfer ownership first")
     if not leaving:
         access.require_outranks(Role(member.role), what="remove members with")
-    await _unassign_tasks(session, access=access, user_id=user_id)
     await session.delete(member)
     await session.flush()
+    await _unassign_tasks(session, access=access, user_id=user_id)
 
 
 async def _unassign_tasks(session: AsyncSession, *, access: ProjectAccess, user_id: int) -> None:

@@ -25,14 +25,16 @@ from fastapi import Response
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, or_, select
 from sqlalchemy.ext.compiler import compiles
 
+from taskhub.auth.tokens import valid_caller
 from taskhub.db import UTCDateTime, escape_like, table_of
 from taskhub.driver import Executor, Row
 from taskhub.errors import BadRequest, Unauthorized
 from taskhub.models import ProjectMember, Task, TaskPriority, TaskStatus, User
 from taskhub.models.task import PRIORITY_RANK
 from taskhub.pages import Caller, PageStatement, SortKey, model_columns
-from taskhub.pagination import decode_cursor
+from taskhub.pagination import ID_FIELD, CursorField, decode_cursor
 from taskhub.projects.schemas import TaskOut
+from taskhub.security import TokenClaims
 
 _tasks, _members, _users = table_of(Task), table_of(ProjectMember), table_of(User)
 
@@ -130,22 +132,28 @@ def _cursor_value(sort: TaskSort, row: Row) -> Any:
     return row["id"]
 
 
+# What the middle value of a cursor ([sort, value, id]) may be, per sorted field: the id
+# again, a priority's rank, or a timestamp (null only in the block without due dates).
+_VALUE_FIELDS = {
+    "id": ID_FIELD,
+    "priority": CursorField(int, minimum=0, maximum=max(PRIORITY_RANK.values())),
+    "due_date": CursorField(str, max_length=40, nullable=True),
+    "created_at": CursorField(str, max_length=40),
+}
+
+
 def _decode(sort: TaskSort, cursor: str | None) -> tuple[Any, int] | None:
-    kind: type = int if sort.field in ("id", "priority") else str
-    values = decode_cursor(cursor, size=3, kinds=(str, kind, int))
+    name = CursorField(str, choices=frozenset({sort.value}))
+    values = decode_cursor(cursor, size=3, kinds=(name, _VALUE_FIELDS[sort.field], ID_FIELD))
     if values is None:
         return None
-    name, value, last_id = values
-    if name != sort.value or last_id is None:
-        raise BadRequest(_INVALID_CURSOR)
-    if kind is str and value is not None:
+    _, value, last_id = values
+    if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
             value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         except (ValueError, OverflowError):
             raise BadRequest(_INVALID_CURSOR) from None
-    elif value is None and sort.field != "due_date":
-        raise BadRequest(_INVALID_CURSOR)
     return value, int(last_id)
 
 
@@ -229,16 +237,15 @@ def _page_statement(
     )
 
 
-# The account behind the token, read beside a member's page.
-CALLER = select(_users.c.is_active, _users.c.is_superuser).where(
-    _users.c.id == bindparam("user_id", type_=Integer())
-)
+# The account behind the token, read beside a member's page: no row when the token is no
+# longer valid (auth.tokens.valid_caller).
+CALLER = valid_caller(_users.c.is_active, _users.c.is_superuser)
 
 
 async def list_tasks(
     db: Executor,
     *,
-    user_id: int,
+    token: TokenClaims,
     filters: TaskFilters,
     sort: TaskSort,
     limit: int,
@@ -246,12 +253,12 @@ async def list_tasks(
 ) -> Response:
     """One page of the tasks the user a token names may see, with the next page's cursor.
 
-    The tasks of the user's projects, read with the account in one statement: gone or
-    inactive, 401 (at once after deactivation, as everywhere). A site admin sees every task,
-    which takes a statement of its own.
+    The tasks of the user's projects, read with the token's validity in one statement: no
+    longer valid, 401 (at once after deactivation or logout, as everywhere). A site admin
+    sees every task, which takes a statement of its own.
     """
     member = TaskPage(filters=filters, sort=sort, cursor=cursor, members_only=True)
-    page, caller = await member.fetch(db, limit=limit, user_id=user_id)
+    page, caller = await member.fetch(db, limit=limit, token=token)
     if page is not None:
         return page
     if caller is None or not caller.active:
@@ -282,19 +289,19 @@ class TaskPage:
 
         self.cursor_of = self.request.cursor_of
 
-    def params(self, user_id: int | None = None) -> dict[str, Any]:
-        """The values the statement binds (a member's page also binds the account's id)."""
+    def params(self, token: TokenClaims | None = None) -> dict[str, Any]:
+        """The values the statement binds (a member's page also binds the token's claims)."""
         params = dict(self.request.params)
-        if user_id is not None:
-            params["user_id"] = user_id
+        if token is not None:
+            params.update(token.caller_params)
         return params
 
     async def fetch(
-        self, db: Executor, *, limit: int, user_id: int | None = None
+        self, db: Executor, *, limit: int, token: TokenClaims | None = None
     ) -> tuple[Response | None, Caller | None]:
         """The page, and the account if a member's page read it (`PageStatement.fetch`)."""
         return await self.statement.fetch(
-            db, limit=limit, cursor_of=self.cursor_of, **self.params(user_id)
+            db, limit=limit, cursor_of=self.cursor_of, **self.params(token)
         )
 
 

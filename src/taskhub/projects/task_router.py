@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 from pydantic import Field
 
-from taskhub.auth.dependencies import CurrentUser, TokenSubject
+from taskhub.auth.dependencies import CurrentUser, VerifiedToken
 from taskhub.dependencies import MAX_ID, IdPath, SessionDep
 from taskhub.errors import (
     BadRequest,
@@ -101,14 +101,14 @@ class TaskSearch(PageQuery):
 )
 async def search_tasks(
     request: Request,
-    user_id: TokenSubject,
+    token: VerifiedToken,
     search: Annotated[TaskSearch, Depends(query_of(TaskSearch))],
 ) -> Response:
     """Tasks in the caller's projects (site admins: all), filtered, sorted, keyset-paginated."""
     # The page statement reads the account itself: the route read only the token.
     return await list_tasks(
         request.app.state.database.pooled,
-        user_id=user_id,
+        token=token,
         filters=TaskFilters.of(search),
         sort=search.sort,
         limit=search.limit,

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,17 +42,21 @@ def activity_value(value: object) -> str | None:
 async def ensure_assignable(
     session: AsyncSession, *, project_id: int, assignee_id: int | None, loc: list[str]
 ) -> None:
-    """422, naming the field, unless the assignee is a member of the project."""
+    """422, naming the field, unless the assignee is a member of the project.
+
+    The membership row is key-share locked (PostgreSQL; SQLite serializes writers) until the
+    transaction ends, so the member cannot be removed between this check and the assignment
+    it allows: a removal deletes the membership first and waits, then unassigns what the
+    assignment committed (`service.remove_member`); or it came first, and this finds no row.
+    """
     if assignee_id is None:
         return
     is_member = await session.scalar(
-        select(
-            exists().where(
-                ProjectMember.project_id == project_id, ProjectMember.user_id == assignee_id
-            )
-        )
+        select(ProjectMember.user_id)
+        .where(ProjectMember.project_id == project_id, ProjectMember.user_id == assignee_id)
+        .with_for_update(read=True, key_share=True)
     )
-    if not is_member:
+    if is_member is None:
         raise Unprocessable(
             "The assignee must be a member of the task's project",
             errors=[{"loc": loc, "msg": "is not a member of the project", "type": "not_member"}],
