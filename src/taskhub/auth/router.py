@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import Form, Request, Response
 from sqlalchemy import select
 
 from taskhub.auth import service
 from taskhub.auth.dependencies import AdminUser, CurrentUser
 from taskhub.auth.schemas import (
+    LoginForm,
     SignupIn,
     TokenOut,
     UserCreateIn,
@@ -72,7 +72,7 @@ async def signup(
 )
 async def login_access_token(
     request: Request,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
     session: SessionDep,
     settings: SettingsDep,
 ) -> TokenOut:
