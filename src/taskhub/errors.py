@@ -16,6 +16,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taskhub.routing import allowed_methods
+
 logger = logging.getLogger("taskhub.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -361,13 +363,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Some route serves this path: name every method of every such route.
+            allow = ", ".join(allowed_methods(request.app, request.url.path))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {**(headers or {}), "Allow": allow}
         known = _HTTP_STATUS_ERRORS.get(exc.status_code)
         return problem_response(
             exc.status_code,
             str(exc.detail),
             title=known.title if known else None,
             type_slug=known.type_slug if known else None,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
             instance=request.url.path,
         )
 

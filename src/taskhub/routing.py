@@ -10,8 +10,9 @@ with one string comparison, so a request only ever walks the routes of its own r
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 V1 = "/api/v1"
 V2 = "/api/v2"
@@ -29,3 +30,24 @@ class PrefixRouter(APIRouter):
         if not path.startswith(self.prefix):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: ASGIApp, path: str) -> list[str]:
+    """Every method some route serves at `path`, plus OPTIONS; empty if none matches.
+
+    Starlette answers a 405 from the first route whose path matched, naming only that
+    route's methods; RFC 9110 wants all of them in `Allow`.
+    """
+    methods: set[str] = set()
+    router = getattr(app, "router", app)
+    for route in iter_route_contexts(router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and route.methods:
+            methods.update(route.methods)
+    if not methods:
+        return []
+    methods.add("OPTIONS")
+    return sorted(methods, key=lambda m: (_METHOD_ORDER + (m,)).index(m))

@@ -171,7 +171,7 @@ async def create_user(
     return UserOut.model_validate(user)
 
 
-@users_router.get("/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound))
+@users_router.get("/{user_id:int}", responses=problem_responses(Unauthorized, Forbidden, NotFound))
 async def read_user(user_id: IdPath, user: CurrentUser, session: SessionDep) -> UserOut:
     """A user: oneself, or anyone for a site admin."""
     if user_id == user.id:
@@ -182,7 +182,7 @@ async def read_user(user_id: IdPath, user: CurrentUser, session: SessionDep) -> 
 
 
 @users_router.patch(
-    "/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
+    "/{user_id:int}", responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
 )
 async def update_user(
     user_id: IdPath,
@@ -205,7 +205,7 @@ async def update_user(
 
 
 @users_router.delete(
-    "/{user_id}",
+    "/{user_id:int}",
     status_code=204,
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
