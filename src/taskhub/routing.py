@@ -9,10 +9,10 @@ with one string comparison, so a request only ever walks the routes of its own r
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
-from starlette.types import ASGIApp, Scope
+from starlette.types import Scope
 
 V1 = "/api/v1"
 V2 = "/api/v2"
@@ -35,15 +35,14 @@ class PrefixRouter(APIRouter):
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(app: ASGIApp, path: str) -> list[str]:
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route serves at `path`, plus OPTIONS; empty if none matches.
 
     Starlette answers a 405 from the first route whose path matched, naming only that
     route's methods; RFC 9110 wants all of them in `Allow`.
     """
     methods: set[str] = set()
-    router = getattr(app, "router", app)
-    for route in iter_route_contexts(router.routes):
+    for route in iter_route_contexts(app.router.routes):
         regex = getattr(route, "path_regex", None)
         if regex is not None and regex.match(path) and route.methods:
             methods.update(route.methods)
