@@ -27,6 +27,7 @@ from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
+from taskhub.openapi import install_openapi
 from taskhub.runtime import tune_gc
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(health_router)

@@ -29,6 +29,7 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.models import User
+from taskhub.openapi import READS_ONLY
 from taskhub.pagination import (
     CursorQuery,
     LimitQuery,
@@ -69,6 +70,7 @@ async def signup(
 @auth_router.post(
     "/login/access-token",
     responses=problem_responses(Unauthorized, TooManyRequests),
+    openapi_extra=READS_ONLY,
 )
 async def login_access_token(
     request: Request,
@@ -100,7 +102,9 @@ async def login_access_token(
     return TokenOut(access_token=token, expires_in=int(expires.total_seconds()))
 
 
-@auth_router.post("/login/test-token", responses=problem_responses(Unauthorized))
+@auth_router.post(
+    "/login/test-token", responses=problem_responses(Unauthorized), openapi_extra=READS_ONLY
+)
 async def test_token(user: CurrentUser) -> UserOut:
     """Echo the token's user: a cheap way to check a token."""
     return UserOut.model_validate(user)
@@ -224,6 +228,7 @@ def v2_auth_routes() -> PrefixRouter:
         methods=["POST"],
         tags=["auth"],
         responses=problem_responses(Unauthorized, TooManyRequests),
+        openapi_extra=READS_ONLY,
     )
     router.add_api_route(
         "/users/me",

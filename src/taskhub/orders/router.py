@@ -21,6 +21,7 @@ from taskhub.errors import (
 )
 from taskhub.idempotency import IdempotencyKeyHeader
 from taskhub.models import OrderStatus
+from taskhub.openapi import replayable
 from taskhub.orders import documents, service
 from taskhub.orders.schemas import OrderCreateIn, OrderItemOut, OrderOut
 from taskhub.orders.service import OrderWithItems
@@ -66,7 +67,7 @@ def order_out(view: OrderWithItems) -> OrderOut:
     "",
     status_code=201,
     response_model=OrderOut,
-    responses=problem_responses(Unauthorized, Conflict, Unprocessable),
+    responses={**problem_responses(Unauthorized, Conflict, Unprocessable), **replayable(201)},
 )
 async def create_order(
     request: Request,
@@ -154,7 +155,10 @@ async def confirm_order(order_id: IdPath, user: CurrentUser, session: SessionDep
 @router.post(
     "/{order_id}/pay",
     response_model=OrderOut,
-    responses=problem_responses(Unauthorized, NotFound, InvalidTransition, Unprocessable),
+    responses={
+        **problem_responses(Unauthorized, NotFound, InvalidTransition, Conflict, Unprocessable),
+        **replayable(200),
+    },
 )
 async def pay_order(
     order_id: IdPath,
