@@ -100,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="taskhub",
         version=__version__,
         summary="Task management (v1) and commerce (v2)",
+        # Paths are relative to the server that serves the document.
+        servers=[{"url": "/", "description": "The server serving this document"}],
         lifespan=lifespan,
         docs_url="/docs" if docs else None,
         redoc_url=None,
