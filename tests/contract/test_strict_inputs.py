@@ -175,3 +175,21 @@ async def test_strings_that_json_cannot_type_still_parse(
         f"/api/v1/tasks?project_id={project.json()['id']}&limit=5", headers=owner.headers
     )
     assert [t["id"] for t in listed.json()["items"]] == [r.json()["id"]]
+
+
+async def test_timestamps_are_date_time_text_only(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """Found by schemathesis: `"due_date": 0` and `?due_before=0.5` were read as seconds
+    since 1970, where the document says an ISO 8601 date-time."""
+    owner = await make_user(app, client)
+    project = await client.post("/api/v1/projects", json={"title": "P"}, headers=owner.headers)
+    for bad in (0, 1.5, "1700000000", "2030-01-02"):
+        r = await client.post(
+            "/api/v1/tasks",
+            json={"title": "T", "project_id": project.json()["id"], "due_date": bad},
+            headers=owner.headers,
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["errors"][0]["loc"] == ["body", "due_date"]
+    r = await client.get("/api/v1/tasks?due_before=0.5", headers=owner.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["query", "due_before"]

@@ -684,7 +684,7 @@ export interface components {
          */
         LoginForm: {
             /** Grant Type */
-            grant_type?: string | null;
+            grant_type?: string;
             /**
              * Username
              * @description The account's email
@@ -698,9 +698,9 @@ export interface components {
              */
             scope?: string;
             /** Client Id */
-            client_id?: string | null;
+            client_id?: string;
             /** Client Secret */
-            client_secret?: string | null;
+            client_secret?: string;
         };
         /**
          * MemberOut

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from taskhub.fields import StorableText, StrictModel, text
+from taskhub.fields import OMITTED, StorableText, StrictModel, text
 from taskhub.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 
 __all__ = ["StrictModel"]
@@ -125,12 +126,13 @@ class LoginForm(BaseModel):
         }
     )
 
-    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    # A form field is sent or not; it cannot be null.
+    grant_type: Annotated[str, Field(pattern="^password$")] | SkipJsonSchema[None] = OMITTED
     username: Annotated[str, Field(min_length=1, description="The account's email")]
     password: Annotated[str, Field(min_length=1)]
     scope: str = ""
-    client_id: str | None = None
-    client_secret: str | None = None
+    client_id: str | SkipJsonSchema[None] = OMITTED
+    client_secret: str | SkipJsonSchema[None] = OMITTED
 
 
 class UserOut(BaseModel):

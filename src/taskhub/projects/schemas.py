@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from taskhub.dependencies import MAX_ID
 from taskhub.fields import LAX, OMITTED, Omittable, StorableText, StrictModel, text
 from taskhub.models import Role, TaskPriority, TaskStatus
+
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def date_time_text(value: Any) -> Any:
+    """Only an ISO 8601 date-time is a timestamp: pydantic would also read a number (or a
+    numeric string, as query strings carry) as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an ISO 8601 date-time, such as 2030-01-31T09:00:00Z")
+    return value
 
 
 def utc_timestamp(value: datetime) -> datetime:
@@ -25,7 +38,7 @@ def utc_timestamp(value: datetime) -> datetime:
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Title = Annotated[str, text(min_length=1, max_length=200), StorableText]
 Description = Annotated[str, text(max_length=20_000), StorableText]
-Timestamp = Annotated[datetime, LAX, AfterValidator(utc_timestamp)]
+Timestamp = Annotated[datetime, LAX, BeforeValidator(date_time_text), AfterValidator(utc_timestamp)]
 SearchText = Annotated[str, text(min_length=1, max_length=200), StorableText]
 # Enums arrive as their JSON string value.
 RoleIn = Annotated[Role, LAX]

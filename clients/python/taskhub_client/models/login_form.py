@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
@@ -18,18 +18,18 @@ class LoginForm:
     Attributes:
         username (str): The account's email
         password (str):
-        grant_type (None | str | Unset):
+        grant_type (str | Unset):
         scope (str | Unset):  Default: ''.
-        client_id (None | str | Unset):
-        client_secret (None | str | Unset):
+        client_id (str | Unset):
+        client_secret (str | Unset):
     """
 
     username: str
     password: str
-    grant_type: None | str | Unset = UNSET
+    grant_type: str | Unset = UNSET
     scope: str | Unset = ""
-    client_id: None | str | Unset = UNSET
-    client_secret: None | str | Unset = UNSET
+    client_id: str | Unset = UNSET
+    client_secret: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,25 +37,13 @@ class LoginForm:
 
         password = self.password
 
-        grant_type: None | str | Unset
-        if isinstance(self.grant_type, Unset):
-            grant_type = UNSET
-        else:
-            grant_type = self.grant_type
+        grant_type = self.grant_type
 
         scope = self.scope
 
-        client_id: None | str | Unset
-        if isinstance(self.client_id, Unset):
-            client_id = UNSET
-        else:
-            client_id = self.client_id
+        client_id = self.client_id
 
-        client_secret: None | str | Unset
-        if isinstance(self.client_secret, Unset):
-            client_secret = UNSET
-        else:
-            client_secret = self.client_secret
+        client_secret = self.client_secret
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -83,34 +71,13 @@ class LoginForm:
 
         password = d.pop("password")
 
-        def _parse_grant_type(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        grant_type = _parse_grant_type(d.pop("grant_type", UNSET))
+        grant_type = d.pop("grant_type", UNSET)
 
         scope = d.pop("scope", UNSET)
 
-        def _parse_client_id(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
+        client_id = d.pop("client_id", UNSET)
 
-        client_id = _parse_client_id(d.pop("client_id", UNSET))
-
-        def _parse_client_secret(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        client_secret = _parse_client_secret(d.pop("client_secret", UNSET))
+        client_secret = d.pop("client_secret", UNSET)
 
         login_form = cls(
             username=username,
