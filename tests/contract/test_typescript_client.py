@@ -1,14 +1,19 @@
-"""The generated TypeScript client (clients/typescript: openapi-typescript types, openapi-fetch
-requests) compiles with `tsc --strict` and runs the README's v2 walk-through (design §7)
-against a real `taskhub serve`, in both shapes (tests/e2e's processes)."""
+"""The generated clients against a real `taskhub serve`, in both shapes (tests/e2e's
+processes): the TypeScript client (clients/typescript: openapi-typescript types,
+openapi-fetch requests) compiles with `tsc --strict` and runs the README's v2 walk-through
+(design §7) in node; then the README's client examples, Python and TypeScript, extracted from
+README.md, run as written. One server per shape serves all three."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.contract.conftest import npx
+from tests.contract.conftest import ROOT, npx
 from tests.e2e.test_walkthrough import PASSWORD, Stack
 
 
@@ -18,7 +23,14 @@ def test_the_client_compiles_strict(typescript: Path) -> None:
     assert (typescript / "dist" / "scripts" / "walkthrough.js").exists()
 
 
-def test_v2_walkthrough_in_node(typescript: Path, stack: Stack) -> None:
+def test_against_taskhub_serve(typescript: Path, stack: Stack) -> None:
+    node_walkthrough(typescript, stack)
+    python_example(stack)
+    typescript_example(typescript, stack)
+
+
+def node_walkthrough(typescript: Path, stack: Stack) -> None:
+    """The v2 walk-through, clients/typescript/scripts/walkthrough.ts."""
     run = subprocess.run(
         [
             "node",
@@ -45,3 +57,61 @@ def test_v2_walkthrough_in_node(typescript: Path, stack: Stack) -> None:
     assert steps["cancel-refused"] == {"status": 409, "current_status": "PAID"}
     assert steps["cancelled"] == "CANCELLED"
     assert steps["stock"] == 8
+
+
+def readme_block(name: str) -> str:
+    """The code of one README block between its markers."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {name}:start -->\n```\w+\n(.*?)```\n<!-- {name}:end -->", text, re.S)
+    assert match, f"README.md has no {name} block"
+    return match.group(1)
+
+
+def as_written(code: str, stack: Stack) -> str:
+    return code.replace("http://localhost:8000", f"http://127.0.0.1:{stack.port}").replace(
+        "<your-password>", PASSWORD
+    )
+
+
+def python_example(stack: Stack) -> None:
+    """README.md's client:python block."""
+    run = subprocess.run(
+        [sys.executable, "-c", as_written(readme_block("client:python"), stack)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "RESERVED", run.stdout
+
+
+def typescript_example(typescript: Path, stack: Stack) -> None:
+    """README.md's client:typescript block."""
+    folder = typescript / "readme-example"
+    folder.mkdir(exist_ok=True)
+    code = as_written(readme_block("client:typescript"), stack)
+    (folder / "example.ts").write_text(code.replace('"taskhub-client"', '"../src/index.js"'))
+    (folder / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "extends": "../tsconfig.json",
+                "compilerOptions": {"rootDir": "..", "outDir": "../dist"},
+                "include": ["example.ts"],
+            }
+        )
+    )
+    with (typescript / ".tools.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        compiled = npx("tsc", "-p", "readme-example/tsconfig.json", "--strict")
+    assert compiled.returncode == 0, compiled.stdout
+    run = subprocess.run(
+        ["node", "dist/readme-example/example.js"],
+        cwd=typescript,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "RESERVED", run.stdout
