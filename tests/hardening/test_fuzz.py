@@ -187,5 +187,7 @@ def test_fuzz_api(
     record_property("schemathesis", summary)
     logger.info("schemathesis (%s, %s): %s", role, phases, summary)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-2000:]
-    assert summary["operations"] == 46, summary
-    assert isinstance(summary["requests"], int) and summary["requests"] > 46 * 5, summary
+    document = httpx.get(f"{fuzz_target.url}/openapi.json").json()
+    operations = sum(len(item) for item in document["paths"].values())
+    assert summary["operations"] == operations > 40, summary
+    assert isinstance(summary["requests"], int) and summary["requests"] > operations * 5, summary
