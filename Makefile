@@ -8,10 +8,10 @@ PORT ?= 8000
 # Use uv from PATH when there is one; otherwise bootstrap it into .tools/ from PyPI.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint fmt migrate worker bench clean
+.PHONY: help install run test lint fmt migrate worker bench clients clients-check clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -49,5 +49,27 @@ bench: install ## Benchmark the full stack (1 server + worker) against the floor
 	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
 	$(UV) run --frozen python bench/run.py
 
+TS := clients/typescript
+
+# The npm tools (openapi-typescript, typescript, Redocly), exactly as package-lock.json pins them.
+$(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+
+clients: install $(TS)/node_modules/.package-lock.json ## Regenerate clients/ (OpenAPI document, Python and TypeScript clients) from the app
+	$(UV) run --frozen python clients/export_openapi.py clients/openapi.json
+	rm -rf clients/python.new
+	$(UV) run --frozen openapi-python-client generate --path clients/openapi.json \
+		--output-path clients/python.new --config clients/python-config.yaml --meta uv
+	rm -rf clients/python && mv clients/python.new clients/python
+	cd $(TS) && npx --no-install openapi-typescript ../openapi.json --default-non-nullable false \
+		--output src/schema.d.ts
+	cd $(TS) && npx --no-install tsc -p tsconfig.json
+
+clients-check: clients ## Fail if the committed clients differ from freshly generated ones (CI)
+	@stale=$$(git status --porcelain -- clients); if [ -n "$$stale" ]; then \
+		echo "$$stale"; echo "clients/ is stale: run 'make clients' and commit the result"; \
+		exit 1; fi
+
 clean: ## Remove the venv, caches and the embedded database
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache taskhub.db taskhub.db-*
+	rm -rf $(TS)/node_modules $(TS)/dist

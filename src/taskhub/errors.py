@@ -4,21 +4,67 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taskhub.models import OrderStatus
+from taskhub.routing import allowed_methods
+
 logger = logging.getLogger("taskhub.errors")
 
 PROBLEM_JSON = "application/problem+json"
+
+
+def _omitted(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# A member that is left out when it has no value, never sent as null.
+_OMITTED: Any = Field(default=None, json_schema_extra=_omitted)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (application/problem+json)."""
+
+    type: str = Field(description="A URI naming the kind of problem")
+    title: str = Field(description="The kind of problem, in words")
+    status: int = Field(description="The HTTP status code")
+    detail: str = Field(description="What went wrong with this request")
+    instance: str | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_omitted, description="The request's path"
+    )
+
+
+class ValidationIssue(BaseModel):
+    """One reason a request was refused."""
+
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query`, `path` or `header`, then names"
+    )
+    msg: str
+    type: str | SkipJsonSchema[None] = _OMITTED
+
+
+class ValidationProblem(Problem):
+    """A request refused as malformed (400) or invalid (422); `errors` says where."""
+
+    errors: list[ValidationIssue] | SkipJsonSchema[None] = _OMITTED
+
+
+class TransitionProblem(Problem):
+    """The order's state machine refused the transition (409)."""
+
+    current_status: OrderStatus = Field(description="The order's status when it refused")
 
 
 class AppError(Exception):
@@ -27,6 +73,10 @@ class AppError(Exception):
     status: int = 500
     type_slug: str = "internal-error"
     title: str = "Internal Server Error"
+    # How the OpenAPI document shows it: the body's schema, and the response headers it
+    # carries (name → always present).
+    problem: ClassVar[type[Problem]] = Problem
+    documented_headers: ClassVar[dict[str, bool]] = {}
 
     def __init__(
         self,
@@ -45,12 +95,14 @@ class BadRequest(AppError):
     """The request is malformed."""
 
     status, type_slug, title = 400, "bad-request", "Bad Request"
+    problem = ValidationProblem
 
 
 class Unauthorized(AppError):
     """Missing or invalid credentials."""
 
     status, type_slug, title = 401, "unauthorized", "Unauthorized"
+    documented_headers = {"WWW-Authenticate": True}
 
     def __init__(self, detail: str = "Could not validate credentials", **extra: Any) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extra)
@@ -72,12 +124,15 @@ class Conflict(AppError):
     """The request conflicts with the resource's current state."""
 
     status, type_slug, title = 409, "conflict", "Conflict"
+    documented_headers = {"Retry-After": False}  # when retrying may succeed
 
 
 class InvalidTransition(Conflict):
     """A state machine refused a transition; carries the current status."""
 
     type_slug, title = "invalid-transition", "Invalid State Transition"
+    problem = TransitionProblem
+    documented_headers = {}
 
     def __init__(self, detail: str, *, current_status: str) -> None:
         super().__init__(detail, current_status=current_status)
@@ -88,6 +143,7 @@ class ConcurrentUpdate(Conflict):
     deleted under the request); the same request, retried, is decided afresh."""
 
     type_slug, title = "concurrent-update", "Concurrent Update"
+    documented_headers = {"Retry-After": True}
 
     def __init__(self, detail: str = "A concurrent change got in the way; retry") -> None:
         super().__init__(detail, headers={"Retry-After": "1"})
@@ -97,6 +153,7 @@ class InsufficientStock(Conflict):
     """A stock change would make stock negative."""
 
     type_slug, title = "insufficient-stock", "Insufficient Stock"
+    documented_headers = {}
 
 
 class PayloadTooLarge(AppError):
@@ -109,12 +166,14 @@ class Unprocessable(AppError):
     """The request is well-formed but semantically invalid."""
 
     status, type_slug, title = 422, "validation-error", "Unprocessable Content"
+    problem = ValidationProblem
 
 
 class TooManyRequests(AppError):
     """Rate or quota limit reached."""
 
     status, type_slug, title = 429, "rate-limited", "Too Many Requests"
+    documented_headers = {"Retry-After": True}
 
     def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
         headers = {"Retry-After": str(max(1, retry_after))} if retry_after is not None else None
@@ -125,6 +184,7 @@ class ServiceUnavailable(AppError):
     """A dependency (database, Redis) is down."""
 
     status, type_slug, title = 503, "service-unavailable", "Service Unavailable"
+    documented_headers = {"Retry-After": True}
 
     def __init__(self, detail: str = "A dependency is unavailable", retry_after: int = 5) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
@@ -133,18 +193,6 @@ class ServiceUnavailable(AppError):
 # Statuses that plain HTTPExceptions (the framework, the edge middleware) also produce: they
 # get the same `type` and `title` as the domain error of that status.
 _HTTP_STATUS_ERRORS: dict[int, type[AppError]] = {413: PayloadTooLarge}
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document, as documented in the OpenAPI schema."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
-    current_status: str | None = None
 
 
 def problem_response(
@@ -180,81 +228,31 @@ def _slug(phrase: str) -> str:
     return phrase.lower().replace(" ", "-").replace("'", "")
 
 
+PROBLEMS_KEY = "x-taskhub-problems"
+
+
 def problem_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` entry documenting a route's problem answers."""
+    """The `responses=` entry naming the errors a route may answer with.
+
+    taskhub.openapi turns each into its problem+json response (schema and headers), and adds
+    the answers every operation may give.
+    """
     out: dict[int | str, dict[str, Any]] = {}
     for err in errors:
-        out[err.status] = {
-            "model": Problem,
-            "content": {PROBLEM_JSON: {}},
-            "description": err.title,
-        }
+        entry = out.setdefault(err.status, {"description": err.title, PROBLEMS_KEY: []})
+        entry[PROBLEMS_KEY].append(err.__name__)
     return out
 
 
-_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying",
-        "schema": {"type": "integer", "minimum": 1},
-    }
-}
-# Answers any operation may give, whatever its handler does: the edge and the error handlers
-# produce them (a body that is not JSON, an over-sized body, a database that is down).
-_COMMON_PROBLEMS: dict[str, str] = {
-    "400": "Malformed request (a body that is not valid JSON, a forged cursor)",
-    "413": "Request body over MAX_BODY_BYTES",
-    "422": "Validation failed; `errors` lists each problem",
-    "503": "A dependency (database, Redis) is unavailable; retry after `Retry-After` seconds",
-}
-
-
-def _problem_doc(description: str, *, retry_after: bool = False) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "description": description,
-        "content": {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}},
-    }
-    if retry_after:
-        doc["headers"] = dict(_RETRY_AFTER)
-    return doc
-
-
-def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Make the OpenAPI document tell the truth about errors.
-
-    Every error answer is documented as `application/problem+json` with the Problem schema
-    (FastAPI documents 422 as its own JSON shape, which this app never sends), and every
-    operation lists the answers the edge may give it: 400 and 413 where there is a body or a
-    cursor, 422 where there is input, 503 (with Retry-After) wherever the database is used.
-    """
-    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("Problem", Problem.model_json_schema())
-    for path, item in openapi.get("paths", {}).items():
-        for method, operation in item.items():
-            if method not in {"get", "put", "post", "patch", "delete"}:
-                continue
-            responses: dict[str, Any] = operation.setdefault("responses", {})
-            params = operation.get("parameters", [])
-            has_body = "requestBody" in operation
-            has_cursor = any(p.get("name") == "cursor" for p in params)
-            wanted = set()
-            if has_body or has_cursor:
-                wanted.add("400")
-            if has_body:
-                wanted.add("413")
-            if has_body or params:
-                wanted.add("422")
-            if path != "/health":
-                wanted.add("503")
-            for code in wanted:
-                responses.setdefault(code, {"description": _COMMON_PROBLEMS[code]})
-            for code, response in responses.items():
-                if code.isdigit() and int(code) >= 400:
-                    description = response.get("description") or _COMMON_PROBLEMS.get(code, "")
-                    responses[code] = _problem_doc(description, retry_after=code in ("429", "503"))
-    for unused in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(unused, None)
-    return openapi
+def error_classes() -> dict[str, type[AppError]]:
+    """Every AppError subclass, by name."""
+    found: dict[str, type[AppError]] = {AppError.__name__: AppError}
+    pending: list[type[AppError]] = [AppError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found[sub.__name__] = sub
+            pending.append(sub)
+    return found
 
 
 _UNAVAILABLE = "The database is unavailable; retry shortly"
@@ -334,17 +332,8 @@ def _json_safe_errors(errors: Any) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, from the domain, routing, validation or the database, as a problem.
 
-    The OpenAPI document is post-processed by `document_problems`, so that it describes
-    the same answers.
+    The OpenAPI document describes the same answers (taskhub.openapi).
     """
-    generate_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_problems(generate_openapi())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
@@ -360,13 +349,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Some route serves this path: name every method of every such route.
+            allow = ", ".join(allowed_methods(request.app, request.url.path))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {**(headers or {}), "Allow": allow}
         known = _HTTP_STATUS_ERRORS.get(exc.status_code)
         return problem_response(
             exc.status_code,
             str(exc.detail),
             title=known.title if known else None,
             type_slug=known.type_slug if known else None,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
             instance=request.url.path,
         )
 

@@ -3,29 +3,75 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import text
 
-from taskhub.errors import problem_response
+from taskhub.errors import Problem, problem_response
+from taskhub.fields import OMITTED
 from taskhub.migrate import current_revision, head_revision
+from taskhub.openapi import header
 
 router = APIRouter(tags=["operations"])
 
 
+class HealthOut(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    """Each dependency's state: `ok`, or why not."""
+
+    database: str = Field(description="`ok`, or `unavailable: <error>`")
+    migrations: Annotated[
+        str | SkipJsonSchema[None],
+        Field(
+            description="`ok`, or `at <revision>, head is <revision>`; absent when the "
+            "database is unavailable"
+        ),
+    ] = OMITTED
+    redis: str = Field(
+        description="`ok`, `unavailable: <error>`, or `not configured (embedded events)`"
+    )
+
+
+class ReadyOut(BaseModel):
+    """Every dependency is ready."""
+
+    status: Literal["ready"]
+    checks: ReadyChecks
+
+
+class ReadinessProblem(Problem):
+    """Not ready: `checks` says which dependency is not."""
+
+    checks: ReadyChecks
+
+
 @router.get("/health")
-async def health() -> dict[str, str]:
+async def health() -> HealthOut:
     """Liveness: the process answers."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
 @router.get(
     "/ready",
-    responses={503: {"description": "A dependency is not ready; `checks` says which"}},
+    response_model=ReadyOut,
+    responses={
+        503: {
+            "model": ReadinessProblem,
+            "description": "A dependency is not ready",
+            "headers": {"Retry-After": header("Retry-After", required=True)},
+        },
+    },
 )
 async def ready(request: Request) -> Response:
     """Readiness: the database answers at the head migration, and Redis answers if configured."""

@@ -31,6 +31,7 @@ from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
+from taskhub.openapi import install_openapi
 from taskhub.runtime import tune_gc
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -108,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="taskhub",
         version=__version__,
         summary="Task management (v1) and commerce (v2)",
+        # Paths are relative to the server that serves the document.
+        servers=[{"url": "/", "description": "The server serving this document"}],
         lifespan=lifespan,
         docs_url="/docs" if docs else None,
         redoc_url=None,
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(health_router)

@@ -5,7 +5,8 @@ bookkeeping apiece, which adds up on a list with eleven of them. `query_of(Model
 dependency that validates the whole query string against one pydantic model instead, with
 FastAPI's rules: the last value of a repeated key wins, unknown keys are ignored, and errors
 are reported at ("query", name) as a 422. `documented(Model)` lists the model's fields as
-the route's query parameters in the OpenAPI schema, which FastAPI no longer sees.
+the route's query parameters in the OpenAPI schema, which FastAPI no longer sees; the enums
+they use are named schemas (taskhub.openapi adds them to the document's components).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+
+# The key taskhub.openapi reads the named schemas from (kept here: openapi imports errors,
+# which the routers import before this module).
+SCHEMAS_KEY = "x-taskhub-schemas"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,29 +43,29 @@ def query_of(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route: the model's fields as optional query parameters."""
-    schema = model.model_json_schema()
-    definitions = schema.get("$defs", {})
+    """`openapi_extra` for a route: the model's fields as optional query parameters.
+
+    A parameter left out has no value, so an optional field's `null` is not documented: a
+    query string cannot say null.
+    """
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     parameters = []
     for name, field_schema in schema["properties"].items():
-        inlined = _inline(field_schema, definitions)
-        inlined.pop("title", None)
+        field_schema = _without_null(field_schema)
+        field_schema.pop("title", None)
+        if field_schema.get("default", ...) is None:
+            del field_schema["default"]
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
-        if "description" in inlined:
-            parameter["description"] = inlined.pop("description")
-        parameter["schema"] = inlined
+        if "description" in field_schema:
+            parameter["description"] = field_schema.pop("description")
+        parameter["schema"] = field_schema
         parameters.append(parameter)
-    return {"parameters": parameters}
+    return {"parameters": parameters, SCHEMAS_KEY: schema.get("$defs", {})}
 
 
-def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
-    """`schema` with its local `$ref`s replaced by the definitions they name."""
-    if isinstance(schema, list):
-        return [_inline(item, definitions) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if "$ref" in schema:
-        target = definitions[schema["$ref"].rsplit("/", 1)[-1]]
-        rest = {key: value for key, value in schema.items() if key != "$ref"}
-        return _inline({**target, **rest}, definitions)
-    return {key: _inline(value, definitions) for key, value in schema.items()}
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = [option for option in schema.get("anyOf", ()) if option != {"type": "null"}]
+    if "anyOf" not in schema or len(options) != 1:
+        return dict(schema)
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**options[0], **rest}

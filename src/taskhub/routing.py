@@ -8,7 +8,8 @@ routes of its own router.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -28,3 +29,23 @@ class PrefixRouter(APIRouter):
         if not path.startswith(self.prefix):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at `path`, plus OPTIONS; empty if none matches.
+
+    Starlette answers a 405 from the first route whose path matched, naming only that
+    route's methods; RFC 9110 wants all of them in `Allow`.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and route.methods:
+            methods.update(route.methods)
+    if not methods:
+        return []
+    methods.add("OPTIONS")
+    return sorted(methods, key=lambda m: (_METHOD_ORDER + (m,)).index(m))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import Form, Request, Response
 from sqlalchemy import select
 
 from taskhub.auth import service, tokens
 from taskhub.auth.dependencies import AdminUser, CurrentUser, VerifiedToken
 from taskhub.auth.schemas import (
+    LoginForm,
     SignupIn,
     TokenOut,
     UserCreateIn,
@@ -29,6 +29,7 @@ from taskhub.errors import (
     problem_responses,
 )
 from taskhub.models import User
+from taskhub.openapi import READS_ONLY
 from taskhub.pagination import (
     CursorQuery,
     LimitQuery,
@@ -69,10 +70,11 @@ async def signup(
 @auth_router.post(
     "/login/access-token",
     responses=problem_responses(Unauthorized, TooManyRequests),
+    openapi_extra=READS_ONLY,
 )
 async def login_access_token(
     request: Request,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
     session: SessionDep,
     settings: SettingsDep,
 ) -> TokenOut:
@@ -102,7 +104,9 @@ async def login_access_token(
     return TokenOut(access_token=token, expires_in=int(expires.total_seconds()))
 
 
-@auth_router.post("/login/test-token", responses=problem_responses(Unauthorized))
+@auth_router.post(
+    "/login/test-token", responses=problem_responses(Unauthorized), openapi_extra=READS_ONLY
+)
 async def test_token(user: CurrentUser) -> UserOut:
     """Echo the token's user: a cheap way to check a token."""
     return UserOut.model_validate(user)
@@ -186,7 +190,7 @@ async def create_user(
     return UserOut.model_validate(user)
 
 
-@users_router.get("/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound))
+@users_router.get("/{user_id:int}", responses=problem_responses(Unauthorized, Forbidden, NotFound))
 async def read_user(user_id: IdPath, user: CurrentUser, session: SessionDep) -> UserOut:
     """A user: oneself, or anyone for a site admin."""
     if user_id == user.id:
@@ -197,7 +201,7 @@ async def read_user(user_id: IdPath, user: CurrentUser, session: SessionDep) -> 
 
 
 @users_router.patch(
-    "/{user_id}", responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
+    "/{user_id:int}", responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
 )
 async def update_user(
     user_id: IdPath,
@@ -221,7 +225,7 @@ async def update_user(
 
 
 @users_router.delete(
-    "/{user_id}",
+    "/{user_id:int}",
     status_code=204,
     responses=problem_responses(Unauthorized, Forbidden, NotFound, Conflict),
 )
@@ -240,6 +244,7 @@ def v2_auth_routes() -> PrefixRouter:
         methods=["POST"],
         tags=["auth"],
         responses=problem_responses(Unauthorized, TooManyRequests),
+        openapi_extra=READS_ONLY,
     )
     router.add_api_route(
         "/users/me",

@@ -6,8 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from taskhub.fields import OMITTED, StorableText, StrictModel, text
 from taskhub.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+
+__all__ = ["StrictModel"]
 
 
 def _password_rules(value: str) -> str:
@@ -25,19 +29,33 @@ def _normalize_email(value: str) -> str:
     return value.strip().lower()
 
 
-Password = Annotated[str, Field(max_length=512), AfterValidator(_password_rules)]
+# A password's limit is in bytes (bcrypt reads 72), so the characters' limit documented here
+# is the bound that every accepted password meets; the description says the rest.
+Password = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSWORD_CHARS,
+        # Checked (in bytes) by _password_rules, with a message that says why.
+        json_schema_extra={"maxLength": MAX_PASSWORD_BYTES},
+        description=f"{MIN_PASSWORD_CHARS} characters or more, at most "
+        f"{MAX_PASSWORD_BYTES} bytes in UTF-8",
+    ),
+    AfterValidator(_password_rules),
+]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_normalize_email)]
-FullName = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class StrictModel(BaseModel):
-    """Unknown fields are rejected, so mass assignment fails loudly."""
-
-    model_config = ConfigDict(extra="forbid")
+FullName = Annotated[str, text(min_length=1, max_length=200), StorableText]
 
 
 class SignupIn(StrictModel):
     """Public self-signup: never sets `is_superuser`, `is_active` or ids."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "dev@example.com", "password": "Dev-pass-123", "full_name": "Dev"}
+            ]
+        }
+    )
 
     email: Email
     password: Password
@@ -47,6 +65,20 @@ class SignupIn(StrictModel):
 class UserCreateIn(SignupIn):
     """A site admin creates a user."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "dev@example.com", "password": "Dev-pass-123", "full_name": "Dev"},
+                {
+                    "email": "ops@example.com",
+                    "password": "Ops-pass-123",
+                    "full_name": "Ops",
+                    "is_superuser": True,
+                },
+            ]
+        }
+    )
+
     is_superuser: bool = False
     is_active: bool = True
 
@@ -54,20 +86,53 @@ class UserCreateIn(SignupIn):
 class UserUpdateMeIn(StrictModel):
     """Changes to one's own account; a new password needs the current one."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"full_name": "Dev Eloper"},
+                {"password": "New-pass-456", "current_password": "Dev-pass-123"},
+            ]
+        }
+    )
+
     full_name: FullName | None = None
     email: Email | None = None
     password: Password | None = None
-    current_password: str | None = Field(default=None, max_length=512)
+    current_password: str | None = Field(
+        default=None, max_length=512, description="Required with `password`"
+    )
 
 
 class UserUpdateIn(StrictModel):
     """A site admin's changes to any account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"is_active": False}, {"full_name": "Dev Eloper"}]}
+    )
 
     full_name: FullName | None = None
     email: Email | None = None
     password: Password | None = None
     is_active: bool | None = None
     is_superuser: bool | None = None
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password form (RFC 6749 §4.3): `username` is the account's email."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "admin@example.com", "password": "Admin-pass-123"}]
+        }
+    )
+
+    # A form field is sent or not; it cannot be null.
+    grant_type: Annotated[str, Field(pattern="^password$")] | SkipJsonSchema[None] = OMITTED
+    username: Annotated[str, Field(min_length=1, description="The account's email")]
+    password: Annotated[str, Field(min_length=1)]
+    scope: str = ""
+    client_id: str | SkipJsonSchema[None] = OMITTED
+    client_secret: str | SkipJsonSchema[None] = OMITTED
 
 
 class UserOut(BaseModel):

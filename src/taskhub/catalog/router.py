@@ -20,6 +20,7 @@ from taskhub.errors import (
     Unauthorized,
     problem_responses,
 )
+from taskhub.fields import text
 from taskhub.pagination import Page, PageQuery, decode_cursor
 from taskhub.query import documented, query_of
 from taskhub.routing import V2, PrefixRouter
@@ -41,7 +42,7 @@ async def create_product(
 class ProductSearch(PageQuery):
     """The query string of GET /products (validated in one step: taskhub.query)."""
 
-    q: Annotated[str | None, Field(max_length=200, description="Search name, SKU, text")] = None
+    q: Annotated[str | None, text(max_length=200, description="Search name, SKU, text")] = None
     in_stock: Annotated[bool | None, Field(description="Only (un)available products")] = None
 
 

@@ -19,6 +19,7 @@ from taskhub.errors import (
 )
 from taskhub.idempotency import IdempotencyKeyHeader
 from taskhub.models import OrderStatus
+from taskhub.openapi import replayable
 from taskhub.orders import documents as service_documents
 from taskhub.orders import service
 from taskhub.orders.schemas import OrderCreateIn, OrderOut
@@ -41,7 +42,7 @@ TRANSITION_ERRORS = problem_responses(Unauthorized, NotFound, InvalidTransition)
     "",
     status_code=201,
     response_model=OrderOut,
-    responses=problem_responses(Unauthorized, Conflict, Unprocessable),
+    responses={**problem_responses(Unauthorized, Conflict, Unprocessable), **replayable(201)},
 )
 async def create_order(
     request: Request,
@@ -120,7 +121,10 @@ async def confirm_order(
 @router.post(
     "/{order_id}/pay",
     response_model=OrderOut,
-    responses=problem_responses(Unauthorized, NotFound, InvalidTransition, Unprocessable),
+    responses={
+        **problem_responses(Unauthorized, NotFound, InvalidTransition, Conflict, Unprocessable),
+        **replayable(200),
+    },
 )
 async def pay_order(
     order_id: IdPath,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from taskhub.auth.schemas import StrictModel
 from taskhub.dependencies import MAX_ID
+from taskhub.fields import StrictModel
 from taskhub.models import OrderStatus
 
 MAX_LINES = 100
@@ -24,6 +24,10 @@ class OrderLineIn(StrictModel):
 
 class OrderCreateIn(StrictModel):
     """A new order: 1 to 100 lines; lines for the same product are merged."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [{"product_id": 1, "quantity": 2}]}]}
+    )
 
     items: Annotated[list[OrderLineIn], Field(min_length=1, max_length=MAX_LINES)]
 

@@ -171,7 +171,10 @@ async def read_member(user_id: IdPath, access: ProjectReader, session: SessionDe
     return MemberOut.model_validate(row._asdict())
 
 
-@router.put("/{project_id}/members/{user_id}", responses=MEMBER_ERRORS)
+@router.put(
+    "/{project_id}/members/{user_id}",
+    responses={201: {"model": MemberOut, "description": "Added as a new member"}, **MEMBER_ERRORS},
+)
 async def put_member(
     user_id: IdPath,
     body: MemberRoleIn,

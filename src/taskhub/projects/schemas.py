@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from taskhub.auth.schemas import StrictModel
 from taskhub.dependencies import MAX_ID
+from taskhub.fields import LAX, OMITTED, Omittable, StorableText, StrictModel, text
 from taskhub.models import Role, TaskPriority, TaskStatus
 
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
-def storable_text(value: str) -> str:
-    """Refuse what no database can store: NUL characters and lone surrogates."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid UTF-8 text") from None
+
+def date_time_text(value: Any) -> Any:
+    """Only an ISO 8601 date-time is a timestamp: pydantic would also read a number (or a
+    numeric string, as query strings carry) as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an ISO 8601 date-time, such as 2030-01-31T09:00:00Z")
     return value
 
 
@@ -34,16 +36,14 @@ def utc_timestamp(value: datetime) -> datetime:
 
 
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
-Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable_text)]
-Description = Annotated[str, Field(max_length=20_000), AfterValidator(storable_text)]
-Timestamp = Annotated[datetime, AfterValidator(utc_timestamp)]
-SearchText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable_text)]
-
-
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise ValueError("may be omitted but not null")
-    return value
+Title = Annotated[str, text(min_length=1, max_length=200), StorableText]
+Description = Annotated[str, text(max_length=20_000), StorableText]
+Timestamp = Annotated[datetime, LAX, BeforeValidator(date_time_text), AfterValidator(utc_timestamp)]
+SearchText = Annotated[str, text(min_length=1, max_length=200), StorableText]
+# Enums arrive as their JSON string value.
+RoleIn = Annotated[Role, LAX]
+TaskStatusIn = Annotated[TaskStatus, LAX]
+TaskPriorityIn = Annotated[TaskPriority, LAX]
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -51,6 +51,10 @@ def _not_null(value: Any) -> Any:
 
 class ProjectCreateIn(StrictModel):
     """A new project; the caller becomes its owner."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"title": "Launch", "description": "First project"}]}
+    )
 
     title: Title
     description: Description | None = None
@@ -61,12 +65,13 @@ class ProjectPutIn(ProjectCreateIn):
 
 
 class ProjectUpdateIn(StrictModel):
-    """A partial update of a project."""
+    """A partial update of a project: `title` may be omitted, not null; a null
+    `description` clears it."""
 
-    title: Title | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Launch v2"}]})
+
+    title: Omittable[Title] = OMITTED
     description: Description | None = None
-
-    _title_not_null = field_validator("title")(_not_null)
 
 
 class ProjectOut(BaseModel):
@@ -87,11 +92,15 @@ class ProjectOut(BaseModel):
 class MemberRoleIn(StrictModel):
     """The role to give a (new or existing) member; `owner` transfers ownership."""
 
-    role: Role
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "member"}]})
+
+    role: RoleIn
 
 
 class TransferOwnershipIn(StrictModel):
     """Who becomes the owner; they must already be a member."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": 2}]})
 
     user_id: EntityId
 
@@ -112,26 +121,38 @@ class MemberOut(BaseModel):
 class TaskCreateIn(StrictModel):
     """A new task in a project the caller may edit."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"title": "Write the docs", "project_id": 1, "assignee_id": 2, "priority": "high"}
+            ]
+        }
+    )
+
     title: Title
     description: Description | None = None
     project_id: EntityId
     assignee_id: EntityId | None = None
-    status: TaskStatus = TaskStatus.TODO
-    priority: TaskPriority = TaskPriority.NONE
+    status: TaskStatusIn = TaskStatus.TODO
+    priority: TaskPriorityIn = TaskPriority.NONE
     due_date: Timestamp | None = None
 
 
 class TaskUpdateIn(StrictModel):
-    """A partial update; a task cannot move to another project."""
+    """A partial update; a task cannot move to another project. `title`, `status` and
+    `priority` may be omitted, not null; a null `description`, `assignee_id` or `due_date`
+    clears it."""
 
-    title: Title | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "in_progress"}, {"assignee_id": None}]}
+    )
+
+    title: Omittable[Title] = OMITTED
     description: Description | None = None
     assignee_id: EntityId | None = None
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
+    status: Omittable[TaskStatusIn] = OMITTED
+    priority: Omittable[TaskPriorityIn] = OMITTED
     due_date: Timestamp | None = None
-
-    _required_not_null = field_validator("title", "status", "priority")(_not_null)
 
 
 class TaskPutIn(StrictModel):
@@ -140,12 +161,18 @@ class TaskPutIn(StrictModel):
     `project_id` may be repeated (so that a fetched task can be sent back) but must not change.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"title": "Write the docs", "status": "done", "priority": "high"}]
+        }
+    )
+
     title: Title
     description: Description | None = None
     project_id: EntityId | None = None
     assignee_id: EntityId | None = None
-    status: TaskStatus = TaskStatus.TODO
-    priority: TaskPriority = TaskPriority.NONE
+    status: TaskStatusIn = TaskStatus.TODO
+    priority: TaskPriorityIn = TaskPriority.NONE
     due_date: Timestamp | None = None
 
 

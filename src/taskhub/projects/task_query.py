@@ -22,6 +22,9 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import Response
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, case, or_, select
 from sqlalchemy.ext.compiler import compiles
 
@@ -50,6 +53,16 @@ class TaskSort(StrEnum):
     PRIORITY_DESC = "-priority"
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The enum's schema, with its members' names for generated clients (`-id` is
+        `ID_DESC`, not `VALUE_1`)."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["x-enum-varnames"] = [member.name for member in cls]
+        return schema
 
     @property
     def field(self) -> str:

@@ -1,0 +1,97 @@
+"""Contains all the data models used in inputs/outputs"""
+
+from .activity_out import ActivityOut
+from .health_out import HealthOut
+from .login_form import LoginForm
+from .member_out import MemberOut
+from .member_role_in import MemberRoleIn
+from .order_create_in import OrderCreateIn
+from .order_item_out import OrderItemOut
+from .order_line_in import OrderLineIn
+from .order_out import OrderOut
+from .order_status import OrderStatus
+from .page_activity_out import PageActivityOut
+from .page_member_out import PageMemberOut
+from .page_order_out import PageOrderOut
+from .page_product_out import PageProductOut
+from .page_project_out import PageProjectOut
+from .page_task_out import PageTaskOut
+from .page_user_out import PageUserOut
+from .problem import Problem
+from .product_create_in import ProductCreateIn
+from .product_out import ProductOut
+from .product_update_in import ProductUpdateIn
+from .project_create_in import ProjectCreateIn
+from .project_out import ProjectOut
+from .project_put_in import ProjectPutIn
+from .project_update_in import ProjectUpdateIn
+from .readiness_problem import ReadinessProblem
+from .ready_checks import ReadyChecks
+from .ready_out import ReadyOut
+from .role import Role
+from .signup_in import SignupIn
+from .task_create_in import TaskCreateIn
+from .task_out import TaskOut
+from .task_priority import TaskPriority
+from .task_put_in import TaskPutIn
+from .task_sort import TaskSort
+from .task_status import TaskStatus
+from .task_update_in import TaskUpdateIn
+from .token_out import TokenOut
+from .transfer_ownership_in import TransferOwnershipIn
+from .transition_problem import TransitionProblem
+from .user_create_in import UserCreateIn
+from .user_out import UserOut
+from .user_update_in import UserUpdateIn
+from .user_update_me_in import UserUpdateMeIn
+from .validation_issue import ValidationIssue
+from .validation_problem import ValidationProblem
+
+__all__ = (
+    "ActivityOut",
+    "HealthOut",
+    "LoginForm",
+    "MemberOut",
+    "MemberRoleIn",
+    "OrderCreateIn",
+    "OrderItemOut",
+    "OrderLineIn",
+    "OrderOut",
+    "OrderStatus",
+    "PageActivityOut",
+    "PageMemberOut",
+    "PageOrderOut",
+    "PageProductOut",
+    "PageProjectOut",
+    "PageTaskOut",
+    "PageUserOut",
+    "Problem",
+    "ProductCreateIn",
+    "ProductOut",
+    "ProductUpdateIn",
+    "ProjectCreateIn",
+    "ProjectOut",
+    "ProjectPutIn",
+    "ProjectUpdateIn",
+    "ReadinessProblem",
+    "ReadyChecks",
+    "ReadyOut",
+    "Role",
+    "SignupIn",
+    "TaskCreateIn",
+    "TaskOut",
+    "TaskPriority",
+    "TaskPutIn",
+    "TaskSort",
+    "TaskStatus",
+    "TaskUpdateIn",
+    "TokenOut",
+    "TransferOwnershipIn",
+    "TransitionProblem",
+    "UserCreateIn",
+    "UserOut",
+    "UserUpdateIn",
+    "UserUpdateMeIn",
+    "ValidationIssue",
+    "ValidationProblem",
+)

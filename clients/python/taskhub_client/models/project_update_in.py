@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+
+from attrs import define as _attrs_define
+
+from ..types import UNSET, Unset
+
+T = TypeVar("T", bound="ProjectUpdateIn")
+
+
+@_attrs_define
+class ProjectUpdateIn:
+    """A partial update of a project: `title` may be omitted, not null; a null
+    `description` clears it.
+
+        Attributes:
+            title (str | Unset):
+            description (None | str | Unset):
+    """
+
+    title: str | Unset = UNSET
+    description: None | str | Unset = UNSET
+
+    def to_dict(self) -> dict[str, Any]:
+        title = self.title
+
+        description: None | str | Unset
+        if isinstance(self.description, Unset):
+            description = UNSET
+        else:
+            description = self.description
+
+        field_dict: dict[str, Any] = {}
+
+        field_dict.update({})
+        if title is not UNSET:
+            field_dict["title"] = title
+        if description is not UNSET:
+            field_dict["description"] = description
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        title = d.pop("title", UNSET)
+
+        def _parse_description(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        description = _parse_description(d.pop("description", UNSET))
+
+        project_update_in = cls(
+            title=title,
+            description=description,
+        )
+
+        return project_update_in

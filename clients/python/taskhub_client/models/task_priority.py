@@ -1,0 +1,12 @@
+from enum import StrEnum
+
+
+class TaskPriority(StrEnum):
+    HIGH = "high"
+    LOW = "low"
+    MEDIUM = "medium"
+    NONE = "none"
+    URGENT = "urgent"
+
+    def __str__(self) -> str:
+        return str(self.value)
