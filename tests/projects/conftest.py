@@ -28,11 +28,11 @@ async def make_project(client: httpx.AsyncClient, owner: Actor, *, title: str = 
 async def add_member(
     client: httpx.AsyncClient, project_id: int, *, by: Actor, user: Actor, role: str
 ) -> None:
-    """Give `user` a role in the project, acting as `by`."""
+    """Add `user` to the project with a role, acting as `by`."""
     r = await client.put(
         f"/api/v1/projects/{project_id}/members/{user.id}", json={"role": role}, headers=by.headers
     )
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
 
 
 async def make_task(

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from taskhub.fields import OMITTED, StorableText, StrictModel, text
+from taskhub.fields import NO_NUL_PATTERN, OMITTED, StorableText, StrictModel, text
 from taskhub.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 
 __all__ = ["StrictModel"]
@@ -128,8 +128,12 @@ class LoginForm(BaseModel):
 
     # A form field is sent or not; it cannot be null.
     grant_type: Annotated[str, Field(pattern="^password$")] | SkipJsonSchema[None] = OMITTED
-    username: Annotated[str, Field(min_length=1, description="The account's email")]
-    password: Annotated[str, Field(min_length=1)]
+    # No NUL, like every text the API takes: no account can have one, and no database
+    # could look it up (the same 422 on both shapes).
+    username: Annotated[
+        str, Field(min_length=1, pattern=NO_NUL_PATTERN, description="The account's email")
+    ]
+    password: Annotated[str, Field(min_length=1, pattern=NO_NUL_PATTERN)]
     scope: str = ""
     client_id: str | SkipJsonSchema[None] = OMITTED
     client_secret: str | SkipJsonSchema[None] = OMITTED
