@@ -9,9 +9,7 @@ from collections.abc import Iterable
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 
-from taskhub.models import Order, OrderStatus, Product, Reservation, ReservationState, StockMovement
 from tests.factories import Actor, make_user
 
 _sku = itertools.count(1)
@@ -83,51 +81,3 @@ async def wait_settled(
             if pending:
                 await asyncio.sleep(0.02)
     return statuses
-
-
-async def wait_for(predicate, *, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    """Poll an async predicate until it is true."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.02)
-
-
-async def assert_stock_invariant(app: FastAPI) -> dict[int, int]:
-    """stock == sum(ledger deltas) and stock >= 0 for every product; held reservations
-    belong to open orders only, and non-held ones never to PENDING orders."""
-    async with app.state.sessionmaker() as session:
-        stocks = dict((await session.execute(select(Product.id, Product.stock))).all())
-        sums = dict(
-            (
-                await session.execute(
-                    select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(
-                        StockMovement.product_id
-                    )
-                )
-            ).all()
-        )
-        for product_id, stock in stocks.items():
-            assert stock >= 0, product_id
-            assert stock == (sums.get(product_id) or 0), (product_id, stock, sums.get(product_id))
-        bad_held = (
-            await session.execute(
-                select(Reservation.id, Order.status)
-                .join(Order, Order.id == Reservation.order_id)
-                .where(
-                    Reservation.state == ReservationState.HELD,
-                    Order.status.not_in([OrderStatus.RESERVED, OrderStatus.CONFIRMED]),
-                )
-            )
-        ).all()
-        assert not bad_held, bad_held
-        consumed_unpaid = (
-            await session.execute(
-                select(Reservation.id)
-                .join(Order, Order.id == Reservation.order_id)
-                .where(
-                    Reservation.state == ReservationState.CONSUMED, Order.status != OrderStatus.PAID
-                )
-            )
-        ).all()
-        assert not consumed_unpaid
-    return stocks

@@ -22,14 +22,14 @@ from taskhub.driver import in_session
 from taskhub.models import Order
 from taskhub.orders.service import expire_reservations
 from tests.commerce.conftest import (
-    assert_stock_invariant,
     make_product,
     place_order,
-    wait_for,
     wait_settled,
 )
 from tests.conftest import client_for
 from tests.factories import Actor, make_user
+from tests.invariants import assert_stock_invariant
+from tests.polling import eventually
 
 
 async def test_no_oversell_under_200_concurrent_orders(
@@ -47,7 +47,7 @@ async def test_no_oversell_under_200_concurrent_orders(
         statuses.update(await wait_settled(client, buyer, ids, timeout=60))
     assert sum(s == "RESERVED" for s in statuses.values()) == 50
     assert sum(s == "FAILED" for s in statuses.values()) == 150
-    stocks = await assert_stock_invariant(app)
+    stocks = await assert_stock_invariant(app.state.engine)
     assert stocks[pid] == 0
 
 
@@ -68,7 +68,7 @@ async def test_multi_line_orders_in_opposite_orders_do_not_deadlock(
     )
     ids = [r.json()["id"] for r in responses]
     statuses = await wait_settled(client, customer, ids, timeout=60)
-    stocks = await assert_stock_invariant(app)
+    stocks = await assert_stock_invariant(app.state.engine)
     # All-or-nothing: the units taken equal the lines of the RESERVED orders exactly.
     taken = {a: 0, b: 0, c: 0}
     for i, oid in enumerate(ids):
@@ -109,7 +109,7 @@ async def test_cancel_racing_reservation_conserves_stock(
         "items"
     ]
     assert {o["status"] for o in orders} <= {"CANCELLED", "FAILED"}
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 async def test_concurrent_keyed_orders_under_the_quota_are_201_or_409(
@@ -171,8 +171,8 @@ async def test_pay_and_confirm_refuse_an_expired_reservation_before_the_sweep(
             stock: int = (await client.get(f"/api/v2/products/{pid}")).json()["stock"]
             return stock == 10
 
-        await wait_for(released)
-        await assert_stock_invariant(app)
+        await eventually(released)
+        await assert_stock_invariant(app.state.engine)
 
 
 async def test_archiving_a_product_is_atomic_with_orders_for_it(
@@ -196,4 +196,4 @@ async def test_archiving_a_product_is_atomic_with_orders_for_it(
         created += [r.json()["id"] for r in orders if r.status_code == 201]
     statuses = await wait_settled(client, customer, created, timeout=60)
     assert set(statuses.values()) == {"RESERVED"}
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)

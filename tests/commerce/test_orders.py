@@ -17,14 +17,14 @@ from taskhub.models import Order
 from taskhub.orders.schemas import OrderOut
 from taskhub.orders.service import expire_reservations
 from tests.commerce.conftest import (
-    assert_stock_invariant,
     make_product,
     place_order,
-    wait_for,
     wait_settled,
 )
 from tests.conftest import client_for
 from tests.factories import Actor, make_user
+from tests.invariants import assert_stock_invariant
+from tests.polling import eventually
 
 
 async def stock_of(client: httpx.AsyncClient, product_id: int) -> int:
@@ -61,7 +61,7 @@ async def test_order_lifecycle_reserve_then_pay(
     cancel = await client.post(f"/api/v2/orders/{order['id']}/cancel", headers=customer.headers)
     assert cancel.status_code == 409 and cancel.json()["current_status"] == "PAID"
     assert await stock_of(client, a) == 8  # sold stock stays sold
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 async def test_confirm_then_pay(client: httpx.AsyncClient, admin: Actor, customer: Actor) -> None:
@@ -113,13 +113,13 @@ async def test_cancel_releases_stock(
     async def released() -> bool:
         return await stock_of(client, pid) == 5
 
-    await wait_for(released)
+    await eventually(released)
     r = await client.post(f"/api/v2/orders/{oid}/pay", headers=customer.headers)
     assert r.status_code == 409 and r.json()["current_status"] == "CANCELLED"
     assert (
         await client.post(f"/api/v2/orders/{oid}/cancel", headers=customer.headers)
     ).status_code == 409
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 async def test_pay_before_reservation_is_409(app_factory, settings_factory) -> None:
@@ -155,7 +155,7 @@ async def test_insufficient_stock_fails_all_lines(
     assert await stock_of(client, a) == 10 and await stock_of(client, b) == 1
     r = await client.post(f"/api/v2/orders/{oid}/cancel", headers=customer.headers)
     assert r.status_code == 409 and r.json()["current_status"] == "FAILED"
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 @pytest.mark.parametrize(
@@ -277,7 +277,7 @@ async def test_reservation_expiry(
     async def released() -> bool:
         return await stock_of(client, pid) == 2
 
-    await wait_for(released)
+    await eventually(released)
     statuses = await wait_settled(client, customer, [fresh, confirmed])
     assert statuses == {fresh: "RESERVED", confirmed: "CONFIRMED"}
     async with app.state.sessionmaker() as session, session.begin():
@@ -285,7 +285,7 @@ async def test_reservation_expiry(
             await expire_reservations(in_session(session), cutoff=utcnow() - timedelta(minutes=15))
             == 0
         )
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 async def test_expiry_job_runs_in_the_dispatcher(app_factory, settings_factory) -> None:
@@ -302,9 +302,9 @@ async def test_expiry_job_runs_in_the_dispatcher(app_factory, settings_factory) 
             r = await client.get(f"/api/v2/orders/{oid}", headers=customer.headers)
             return bool(r.json()["status_reason"] == "expired")
 
-        await wait_for(expired)
-        await wait_for(lambda: _stock_is(client, pid, 3))
-        await assert_stock_invariant(app)
+        await eventually(expired)
+        await eventually(lambda: _stock_is(client, pid, 3))
+        await assert_stock_invariant(app.state.engine)
 
 
 async def _stock_is(client: httpx.AsyncClient, pid: int, value: int) -> bool:

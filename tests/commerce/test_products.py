@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 
 from taskhub.catalog import service
 from taskhub.models import Product, StockMovement
-from tests.commerce.conftest import assert_stock_invariant, make_product, place_order, wait_settled
+from tests.commerce.conftest import make_product, place_order, wait_settled
 from tests.factories import Actor
+from tests.invariants import assert_stock_invariant
 
 
 async def test_create_and_read_product(client: httpx.AsyncClient, admin: Actor) -> None:
@@ -119,7 +120,7 @@ async def test_stock_adjustments_are_guarded_and_ledgered(
         ).all()
     assert [(d, r) for d, r, _ in movements] == [(5, "initial"), (3, "adjust"), (-8, "adjust")]
     assert all(actor == admin.id for _, _, actor in movements)
-    await assert_stock_invariant(app)
+    await assert_stock_invariant(app.state.engine)
 
 
 async def test_list_filters_and_pagination(client: httpx.AsyncClient, admin: Actor) -> None:

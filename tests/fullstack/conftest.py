@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskhub.config import Settings
@@ -34,17 +33,6 @@ from tests.conftest import (
 )
 from tests.factories import make_user
 from tests.processes import TaskhubProcess, process_env
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], *, timeout: float, what: str, every: float = 0.05
-) -> None:
-    """Poll an async predicate until it holds; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 @pytest.fixture(scope="module")
@@ -161,84 +149,6 @@ async def pending_orders(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         count = await conn.scalar(select(func.count()).where(Order.status == OrderStatus.PENDING))
         return int(count or 0)
-
-
-async def assert_stock_invariant(engine: AsyncEngine) -> None:
-    """stock == sum(ledger) and stock >= 0 for every product; held reservations match."""
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    """
-                    SELECT p.id, p.stock, COALESCE(SUM(m.delta), 0)
-                    FROM products p LEFT JOIN stock_movements m ON m.product_id = p.id
-                    GROUP BY p.id, p.stock
-                    """
-                )
-            )
-        ).all()
-        assert rows, "no products"
-        for product_id, stock, ledger in rows:
-            assert stock == ledger, f"product {product_id}: stock {stock} != ledger {ledger}"
-            assert stock >= 0, f"product {product_id}: negative stock {stock}"
-        # Every order's ledger matches its reservations: reserve rows = -(all reservations),
-        # release rows = +(released reservations); nothing counted twice.
-        bad = (
-            await conn.execute(
-                text(
-                    """
-                    SELECT r.order_id, r.product_id, r.quantity, r.state,
-                      COALESCE((SELECT SUM(-m.delta) FROM stock_movements m
-                        WHERE m.order_id = r.order_id AND m.product_id = r.product_id
-                          AND m.reason = 'reserve'), 0) AS reserved,
-                      COALESCE((SELECT SUM(m.delta) FROM stock_movements m
-                        WHERE m.order_id = r.order_id AND m.product_id = r.product_id
-                          AND m.reason = 'release'), 0) AS released
-                    FROM reservations r
-                    """
-                )
-            )
-        ).all()
-        for order_id, product_id, quantity, state, reserved, released in bad:
-            assert reserved == quantity, f"order {order_id}/{product_id}: reserved {reserved}"
-            expected_release = quantity if state == "released" else 0
-            assert released == expected_release, (
-                f"order {order_id}/{product_id} ({state}): released {released}"
-            )
-        # Ledger rows for orders without a reservation would be a leak.
-        orphans = await conn.scalar(
-            text(
-                """
-                SELECT count(*) FROM stock_movements m
-                WHERE m.order_id IS NOT NULL AND NOT EXISTS (
-                  SELECT 1 FROM reservations r
-                  WHERE r.order_id = m.order_id AND r.product_id = m.product_id)
-                """
-            )
-        )
-        assert orphans == 0, f"{orphans} ledger rows without a reservation"
-        # Order states agree with reservation states.
-        mismatched = await conn.scalar(
-            text(
-                """
-                SELECT count(*) FROM orders o
-                WHERE (o.status IN ('RESERVED', 'CONFIRMED') AND EXISTS (
-                         SELECT 1 FROM reservations r WHERE r.order_id = o.id
-                           AND r.state <> 'held'))
-                   OR (o.status IN ('RESERVED', 'CONFIRMED') AND NOT EXISTS (
-                         SELECT 1 FROM reservations r WHERE r.order_id = o.id))
-                   OR (o.status IN ('PENDING', 'FAILED') AND EXISTS (
-                         SELECT 1 FROM reservations r WHERE r.order_id = o.id))
-                   OR (o.status = 'PAID' AND EXISTS (
-                         SELECT 1 FROM reservations r WHERE r.order_id = o.id
-                           AND r.state <> 'consumed'))
-                   OR (o.status = 'CANCELLED' AND EXISTS (
-                         SELECT 1 FROM reservations r WHERE r.order_id = o.id
-                           AND r.state <> 'released'))
-                """
-            )
-        )
-        assert mismatched == 0, f"{mismatched} orders disagree with their reservations"
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from taskhub.config import Settings
 from taskhub.messaging.streams import StreamKeys
 from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.factories import Actor
-from tests.fullstack.conftest import WorkerProcess, pending_orders, wait_until
+from tests.fullstack.conftest import WorkerProcess, pending_orders
+from tests.polling import eventually
 
 _sku = itertools.count(1)
 
@@ -92,11 +93,11 @@ class Stack:
             except Exception:  # the stream or group does not exist yet
                 return False
 
-        await wait_until(joined, timeout=20, what=f"{count} consumers to join")
+        await eventually(joined, timeout=20, what=f"{count} consumers to join")
 
     async def wait_drained(self, timeout: float, workers: list[WorkerProcess]) -> None:
         try:
-            await wait_until(self.drained, timeout=timeout, what="the pipeline to drain")
+            await eventually(self.drained, timeout=timeout, what="the pipeline to drain")
         except BaseException:
             for worker in workers:
                 print(f"--- {worker.log.name}\n{worker.tail()}")  # noqa: T201

@@ -15,8 +15,8 @@ from taskhub.events import build_registry
 from taskhub.messaging.dispatch import apply_batch, apply_event
 from taskhub.messaging.envelope import Envelope
 from taskhub.orders.events import ORDER_CREATED
-from tests.fullstack.conftest import assert_stock_invariant
 from tests.fullstack.stack import Stack, stock_of
+from tests.invariants import assert_stock_invariant
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 

@@ -23,11 +23,11 @@ from taskhub.messaging.outbox import backlog
 from tests.factories import Actor, make_user
 from tests.fullstack.conftest import (
     WorkerProcess,
-    assert_stock_invariant,
     order_status_counts,
 )
 from tests.fullstack.stack import Stack, processed
 from tests.hardening.tcp_proxy import TcpProxy
+from tests.invariants import assert_stock_invariant
 from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]

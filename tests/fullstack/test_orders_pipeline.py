@@ -20,12 +20,12 @@ from sqlalchemy import text
 from tests.factories import Actor, make_user
 from tests.fullstack.conftest import (
     WorkerProcess,
-    assert_stock_invariant,
     order_status_counts,
     pending_orders,
-    wait_until,
 )
 from tests.fullstack.stack import Stack, processed, stock_of
+from tests.invariants import assert_stock_invariant
+from tests.polling import eventually
 from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
@@ -66,7 +66,7 @@ async def test_kill_9_mid_batch_then_a_new_worker_settles_every_order_once(
     async def some_settled() -> bool:
         return await pending_orders(stack.engine) < 150
 
-    await wait_until(some_settled, timeout=20, what="the first worker to start settling")
+    await eventually(some_settled, timeout=20, what="the first worker to start settling")
     first.kill9()
     left = await pending_orders(stack.engine)
     assert left > 0, "the worker finished before it could be killed; the test proved nothing"
@@ -98,7 +98,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(
     async def some_settled() -> bool:
         return await pending_orders(stack.engine) < n_orders
 
-    await wait_until(some_settled, timeout=20, what="the worker to start settling")
+    await eventually(some_settled, timeout=20, what="the worker to start settling")
     code = await asyncio.to_thread(first.terminate, 20)
     assert code == 0, first.tail()
     # Graceful: whatever it took from the stream, it acknowledged.
@@ -170,7 +170,7 @@ async def test_worker_expires_reservations_past_their_ttl(
         return bool(r.json()["status"] == "CANCELLED")
 
     try:
-        await wait_until(expired, timeout=15, what="the reservation to expire")
+        await eventually(expired, timeout=15, what="the reservation to expire")
     except BaseException:
         print(worker.tail())  # noqa: T201
         raise

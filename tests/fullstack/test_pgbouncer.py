@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fullstack.conftest import (
     WorkerProcess,
-    assert_stock_invariant,
     order_status_counts,
-    wait_until,
 )
 from tests.fullstack.stack import Stack, processed, stock_of
+from tests.invariants import assert_stock_invariant
 from tests.pgbouncer import PgBouncer
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ async def test_oversell_workers_behind_pgbouncer(
         async def listening() -> bool:
             return await relay_listeners(stack.engine) == n_workers
 
-        await wait_until(listening, timeout=20, what="every relay to LISTEN on PostgreSQL")
+        await eventually(listening, timeout=20, what="every relay to LISTEN on PostgreSQL")
     order_ids = await stack.orders([[(product, 1)] for _ in range(n_orders)], parallel=n_orders)
     assert len(set(order_ids)) == n_orders
     await stack.wait_drained(60, started)

@@ -30,9 +30,7 @@ from taskhub.messaging.streams import (
 )
 from tests.fullstack.conftest import (
     WorkerProcess,
-    assert_stock_invariant,
     order_status_counts,
-    wait_until,
 )
 from tests.fullstack.stack import Stack, processed
 from tests.fullstack.test_transport import (
@@ -42,6 +40,8 @@ from tests.fullstack.test_transport import (
     make_consumer,
     processed_count,
 )
+from tests.invariants import assert_stock_invariant
+from tests.polling import eventually
 from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
@@ -120,7 +120,7 @@ async def test_the_relay_holds_back_while_the_group_lags_and_resumes_as_it_drain
         value = REGISTRY.get_sample_value("taskhub_relay_held_back", {"stream": keys.stream})
         return value == 1
 
-    await wait_until(held_back, timeout=10, what="the relay to hold back")
+    await eventually(held_back, timeout=10, what="the relay to hold back")
     # One relay never overshoots: it publishes the room left, and no more.
     assert await redis_client.xlen(keys.stream) == 50
     async with sessionmaker() as session:
@@ -139,7 +139,7 @@ async def test_the_relay_holds_back_while_the_group_lags_and_resumes_as_it_drain
     async def drained() -> bool:
         return sum(recorder.applied.values()) == 300 and await redis_client.xlen(keys.stream) < 100
 
-    await wait_until(drained, timeout=30, what="all 300 applied and the stream trimmed")
+    await eventually(drained, timeout=30, what="all 300 applied and the stream trimmed")
     assert set(recorder.applied.values()) == {1}
     async with sessionmaker() as session:
         assert await backlog(session) == 0
@@ -167,7 +167,7 @@ async def test_a_redis_restarted_empty_gets_the_unapplied_events_published_again
         async def early_applied() -> bool:
             return sum(recorder.applied.values()) == 10
 
-        await wait_until(early_applied, timeout=10, what="the first events applied")
+        await eventually(early_applied, timeout=10, what="the first events applied")
         consumer.stop()  # nobody consumes now: what the relay publishes stays in Redis
         await asyncio.wait_for(consuming, 10)
         await emit_touches(sessionmaker, [{"key": f"late{i}"} for i in range(30)])
@@ -176,7 +176,7 @@ async def test_a_redis_restarted_empty_gets_the_unapplied_events_published_again
             async with sessionmaker() as session:
                 return await backlog(session) == 0 and await client.xlen(keys.stream) >= 30
 
-        await wait_until(published, timeout=10, what="the late events published")
+        await eventually(published, timeout=10, what="the late events published")
         private_redis.kill()
         private_redis.start()  # empty: the 30 published entries are gone
         fresh = aioredis.Redis.from_url(private_redis.url)
@@ -188,7 +188,7 @@ async def test_a_redis_restarted_empty_gets_the_unapplied_events_published_again
         async def all_applied() -> bool:
             return sum(recorder.applied.values()) == 40
 
-        await wait_until(all_applied, timeout=20, what="the lost events applied")
+        await eventually(all_applied, timeout=20, what="the lost events applied")
         assert set(recorder.applied.values()) == {1}
         assert await processed_count(sessionmaker) == 40
         # Only the events not applied yet were published again.

@@ -26,9 +26,9 @@ from taskhub.messaging.consumer import StreamConsumer
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
 from taskhub.messaging.streams import StreamKeys, ensure_group
-from tests.fullstack.conftest import wait_until
 from tests.fullstack.test_transport import TouchPayload, entry, processed_count
 from tests.hardening.tcp_proxy import TcpProxy
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
@@ -132,7 +132,7 @@ async def test_transient_failures_never_count_and_deterministic_ones_do(
             and int(pending["pending"]) == 0
         )
 
-    await wait_until(settled, timeout=20, what="five applied and one dead letter")
+    await eventually(settled, timeout=20, what="five applied and one dead letter")
     assert flaky.applied == Counter({"down": 1, "deadlock": 1, "standby": 1, "once": 1, "fine": 1})
     assert flaky.attempts["down"] == flaky.attempts["deadlock"] == flaky.attempts["standby"] == 7
     assert flaky.attempts["broken"] == 2, "dead-lettered after exactly max_deliveries"
@@ -172,7 +172,7 @@ async def test_a_transiently_failed_batch_counts_for_none_of_its_entries(
         pending = await redis_client.xpending(keys.stream, keys.group)
         return sum(flaky.applied.values()) == 10 and int(pending["pending"]) == 0
 
-    await wait_until(applied, timeout=15, what="the batch applied")
+    await eventually(applied, timeout=15, what="the batch applied")
     assert set(flaky.applied.values()) == {1}
     assert int(await redis_client.xlen(keys.dead)) == 0
     assert batch_failures["calls"] >= 1
@@ -207,7 +207,7 @@ async def test_a_database_outage_holds_entries_with_their_consumer_and_loses_non
             except aioredis.ResponseError:
                 return False
 
-        await wait_until(joined, timeout=10, what="two consumers in the group")
+        await eventually(joined, timeout=10, what="two consumers in the group")
         await proxy.cut()
         for i in range(20):
             await redis_client.xadd(keys.stream, entry(f"k{i}"))
@@ -216,7 +216,7 @@ async def test_a_database_outage_holds_entries_with_their_consumer_and_loses_non
             up = REGISTRY.get_sample_value("taskhub_dependency_up", {"dependency": "database"})
             return up == 0
 
-        await wait_until(gate_closed, timeout=10, what="the consumers to find the database down")
+        await eventually(gate_closed, timeout=10, what="the consumers to find the database down")
         await asyncio.sleep(3.6)  # three times the claim idle time
         rows: Any = await redis_client.xpending_range(keys.stream, keys.group, "-", "+", 100)
         assert rows, "nothing was delivered before the gate closed"
@@ -229,7 +229,7 @@ async def test_a_database_outage_holds_entries_with_their_consumer_and_loses_non
             pending = await redis_client.xpending(keys.stream, keys.group)
             return sum(flaky.applied.values()) == 20 and int(pending["pending"]) == 0
 
-        await wait_until(all_applied, timeout=30, what="every entry applied after the outage")
+        await eventually(all_applied, timeout=30, what="every entry applied after the outage")
         assert set(flaky.applied.values()) == {1}
         assert int(await redis_client.xlen(keys.dead)) == 0
         assert await processed_count(make_sessionmaker(fs_engine)) == 20

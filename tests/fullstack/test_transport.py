@@ -34,7 +34,7 @@ from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group, 
 from taskhub.migrate import upgrade
 from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.conftest import make_settings
-from tests.fullstack.conftest import wait_until
+from tests.polling import eventually
 from tests.processes import PrivateRedis
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
@@ -162,7 +162,7 @@ async def test_relay_then_consumer_apply_each_event_once(
     async def all_applied() -> bool:
         return sum(recorder.applied.values()) >= 120
 
-    await wait_until(all_applied, timeout=15, what="120 events applied")
+    await eventually(all_applied, timeout=15, what="120 events applied")
     assert set(recorder.applied.values()) == {1}, "an event was applied twice"
     assert len(recorder.applied) == 120
     async with sessionmaker() as session:
@@ -176,7 +176,7 @@ async def test_relay_then_consumer_apply_each_event_once(
     async def acked() -> bool:
         return int((await redis_client.xpending(keys.stream, keys.group))["pending"]) == 0
 
-    await wait_until(acked, timeout=5, what="all entries acknowledged")
+    await eventually(acked, timeout=5, what="all entries acknowledged")
 
 
 async def test_notify_wakes_the_relay_before_its_poll(
@@ -206,7 +206,7 @@ async def test_notify_wakes_the_relay_before_its_poll(
     async def published() -> bool:
         return int(await redis_client.xlen(keys.stream)) == 1
 
-    await wait_until(published, timeout=3, what="the NOTIFY-woken relay to publish")
+    await eventually(published, timeout=3, what="the NOTIFY-woken relay to publish")
 
 
 async def test_deterministic_failures_are_retried_then_dead_lettered(
@@ -233,7 +233,7 @@ async def test_deterministic_failures_are_retried_then_dead_lettered(
             and pending["pending"] == 0
         )
 
-    await wait_until(settled, timeout=10, what="flaky applied and broken dead-lettered")
+    await eventually(settled, timeout=10, what="flaky applied and broken dead-lettered")
     assert recorder.attempts["flaky"] == 3
     assert recorder.attempts["broken"] == 3, "given up after exactly max_deliveries"
     assert recorder.applied["broken"] == 0
@@ -270,7 +270,7 @@ async def test_malformed_entries_are_dead_lettered_and_the_consumer_goes_on(
     async def done() -> bool:
         return recorder.applied["good"] == 1 and int(await redis_client.xlen(keys.dead)) == 4
 
-    await wait_until(done, timeout=10, what="4 dead letters and the good event applied")
+    await eventually(done, timeout=10, what="4 dead letters and the good event applied")
     errors = [fields[DLQ_ERROR] for _id, fields in await redis_client.xrange(keys.dead)]
     assert all(b"malformed" in e or b"invalid payload" in e or b"no handler" in e for e in errors)
     assert recorder.attempts["bad-payload"] == 0 or recorder.applied["bad-payload"] == 0
@@ -296,14 +296,14 @@ async def test_abandoned_entries_are_claimed_and_own_pending_reread(
     async def own_done() -> bool:
         return all(recorder.applied[f"e{i}"] == 1 for i in range(3, 6))
 
-    await wait_until(own_done, timeout=3, what="own pending entries re-read at start")
+    await eventually(own_done, timeout=3, what="own pending entries re-read at start")
     assert all(recorder.applied[f"e{i}"] == 0 for i in range(3)), "claimed before idle"
     running(make_consumer(settings, sessionmaker, redis_client, recorder, claim_idle_ms=500))
 
     async def claimed() -> bool:
         return all(recorder.applied[f"e{i}"] == 1 for i in range(6))
 
-    await wait_until(claimed, timeout=10, what="abandoned entries taken over")
+    await eventually(claimed, timeout=10, what="abandoned entries taken over")
     assert sum(recorder.applied.values()) == 6
 
 
@@ -325,7 +325,7 @@ async def test_consumer_and_relay_survive_redis_restarts(
         async def first() -> bool:
             return recorder.applied["before"] == 1
 
-        await wait_until(first, timeout=5, what="the first event")
+        await eventually(first, timeout=5, what="the first event")
         private_redis.kill()
         await emit_touches(sessionmaker, [{"key": f"during{i}"} for i in range(5)])
         await asyncio.sleep(0.5)  # relay and consumer now fail and back off
@@ -335,7 +335,7 @@ async def test_consumer_and_relay_survive_redis_restarts(
         async def all_done() -> bool:
             return all(recorder.applied[f"during{i}"] == 1 for i in range(5))
 
-        await wait_until(all_done, timeout=15, what="events written while Redis was down")
+        await eventually(all_done, timeout=15, what="events written while Redis was down")
         assert set(recorder.applied.values()) == {1}
         assert await processed_count(sessionmaker) == 6
     finally:
@@ -368,7 +368,7 @@ async def test_notifies_are_coalesced_and_one_always_follows_the_last_commit(
         async def all_arrived() -> bool:
             return len(received) == 3
 
-        await wait_until(all_arrived, timeout=3, what="three notifications")
+        await eventually(all_arrived, timeout=3, what="three notifications")
         assert received[-1] > last_commit
     finally:
         await listener.close()
@@ -400,7 +400,7 @@ async def test_a_backlog_is_applied_in_batches_larger_than_the_concurrency(
     async def all_applied() -> bool:
         return sum(recorder.applied.values()) == 60 and consumer.in_flight == 0
 
-    await wait_until(all_applied, timeout=10, what="the backlog applied")
+    await eventually(all_applied, timeout=10, what="the backlog applied")
     # Reads of a batch's worth, not of the 4 free slots: 25 + 25 + 10.
     assert batches == [25, 25, 10]
     assert await processed_count(sessionmaker) == 60

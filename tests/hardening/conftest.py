@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-
 import httpx
 
 PROBLEM_JSON = "application/problem+json"
@@ -19,14 +15,3 @@ def assert_problem(response: httpx.Response, *statuses: int) -> dict[str, object
     assert body["status"] == response.status_code
     assert {"type", "title", "detail"} <= body.keys()
     return body
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.1
-) -> float:
-    """Poll `probe` until it is true; returns the seconds it took (fails after `timeout`)."""
-    started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while not await probe():
-            await asyncio.sleep(interval)
-    return time.monotonic() - started

@@ -32,8 +32,9 @@ from tests.conftest import (
     pg_url,
 )
 from tests.factories import make_user
-from tests.hardening.conftest import assert_problem, eventually
+from tests.hardening.conftest import assert_problem
 from tests.hardening.tcp_proxy import TcpProxy
+from tests.polling import eventually
 from tests.processes import PrivateRedis
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ async def test_redis_down_orders_and_logins_still_work(
         async def ready_again() -> bool:
             return (await client.get("/ready")).status_code == 200
 
-        took = await eventually(ready_again, timeout=15, interval=0.25)
+        took = await eventually(ready_again, timeout=15, every=0.25)
         logger.info("redis back: ready after %.3fs", took)
         # The limiter counts again once Redis is back.
         for _ in range(3):

@@ -25,7 +25,8 @@ from taskhub.main import app_from_env
 from tests.commerce.conftest import make_product, place_order, wait_settled
 from tests.conftest import client_for
 from tests.factories import Actor, make_user
-from tests.hardening.conftest import assert_problem, eventually
+from tests.hardening.conftest import assert_problem
+from tests.polling import eventually
 
 SQLITE = pytest.mark.parametrize("shape", ["sqlite"], indirect=True)
 POSTGRES = pytest.mark.parametrize("shape", ["postgres"], indirect=True)
@@ -49,7 +50,7 @@ async def until_login_works(client: httpx.AsyncClient, actor: Actor, *, timeout:
     async def accepted() -> bool:
         return await login(client, actor.email, actor.password) == 200
 
-    return await eventually(accepted, timeout=timeout, interval=0.2)
+    return await eventually(accepted, timeout=timeout, every=0.2)
 
 
 # --- login brute force ------------------------------------------------------------------------
