@@ -21,20 +21,30 @@ from taskhub_client.api.tasks import tasks_activity_list, tasks_create, tasks_li
 from taskhub_client.api.users import users_create, users_me_get_v2
 from taskhub_client.models import (
     LoginForm,
+    MemberOut,
     MemberRoleIn,
     OrderCreateIn,
     OrderLineIn,
     OrderOut,
     OrderStatus,
+    PageActivityOut,
+    PageProductOut,
+    PageTaskOut,
     ProductCreateIn,
+    ProductOut,
     ProjectCreateIn,
+    ProjectOut,
+    ReadyOut,
     Role,
     TaskCreateIn,
+    TaskOut,
     TaskPriority,
     TaskSort,
     TaskStatus,
+    TokenOut,
     TransitionProblem,
     UserCreateIn,
+    UserOut,
 )
 
 from tests.factories import make_user
@@ -72,30 +82,36 @@ async def wait_until_settled(api: AuthenticatedClient, order_id: int) -> OrderOu
         await asyncio.sleep(0.05)
 
 
+async def stock_of(api: AuthenticatedClient, product_id: int) -> int:
+    product = await products_get.asyncio(product_id, client=api)
+    assert isinstance(product, ProductOut)
+    return product.stock
+
+
 async def test_v2_walkthrough(app: FastAPI, client: httpx.AsyncClient) -> None:
     admin = await make_user(app, client, is_superuser=True, password=PASSWORD)
     # 1) Log in (v2)
     token = await auth_login_access_token_v2.asyncio(
         client=anonymous(app), body=LoginForm(username=admin.email, password=PASSWORD)
     )
-    assert token is not None and token.token_type == "bearer"
+    assert isinstance(token, TokenOut) and token.token_type == "bearer"
     api = authenticated(app, token.access_token)
     me = await users_me_get_v2.asyncio(client=api)
-    assert me is not None and me.is_superuser
+    assert isinstance(me, UserOut) and me.is_superuser
     # 2) Create a product
     created = await products_create.asyncio_detailed(
         client=api, body=ProductCreateIn(sku="SKU-1001", name="T-Shirt", price_cents=1999, stock=10)
     )
     product = created.parsed
-    assert created.status_code == 201 and product is not None and product.stock == 10
+    assert created.status_code == 201 and isinstance(product, ProductOut) and product.stock == 10
     assert created.headers["location"] == f"/api/v2/products/{product.id}"
     # 3) List products (public)
     listed = await products_list.asyncio(client=anonymous(app))
-    assert listed is not None and [p.sku for p in listed.items] == ["SKU-1001"]
+    assert isinstance(listed, PageProductOut) and [p.sku for p in listed.items] == ["SKU-1001"]
     # 4) Create an order for 2 units
     line = OrderCreateIn(items=[OrderLineIn(product_id=product.id, quantity=2)])
     placed = await orders_create.asyncio(client=api, body=line)
-    assert placed is not None and placed.status is OrderStatus.PENDING
+    assert isinstance(placed, OrderOut) and placed.status is OrderStatus.PENDING
     assert placed.total_cents == 3998
     # 5) Wait for RESERVED
     assert (await wait_until_settled(api, placed.id)).status is OrderStatus.RESERVED
@@ -112,20 +128,20 @@ async def test_v2_walkthrough(app: FastAPI, client: httpx.AsyncClient) -> None:
     # The compensation path: a second order, cancelled, gives its stock back.
     second = await orders_create.asyncio(client=api, body=line, idempotency_key="second")
     again = await orders_create.asyncio_detailed(client=api, body=line, idempotency_key="second")
-    assert second is not None and again.status_code == 201
+    assert isinstance(second, OrderOut) and again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.headers["location"] == f"/api/v2/orders/{second.id}"
     await wait_until_settled(api, second.id)
     cancelled = await orders_cancel.asyncio(second.id, client=api)
     assert cancelled is not None and cancelled.status is OrderStatus.CANCELLED
     deadline = time.monotonic() + 30
-    while (got := await products_get.asyncio(product.id, client=api)) and got.stock != 8:
+    while await stock_of(api, product.id) != 8:
         assert time.monotonic() < deadline, "the cancelled order's stock never came back"
         await asyncio.sleep(0.05)
     # The operations endpoints are typed too.
     assert (await health.asyncio(client=anonymous(app))) is not None
     readiness = await ready.asyncio(client=anonymous(app))
-    assert readiness is not None and readiness.checks.database == "ok"
+    assert isinstance(readiness, ReadyOut) and readiness.checks.database == "ok"
 
 
 async def test_v1_walkthrough(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -134,24 +150,24 @@ async def test_v1_walkthrough(app: FastAPI, client: httpx.AsyncClient) -> None:
     token = await auth_login_access_token.asyncio(
         client=anonymous(app), body=LoginForm(username=admin.email, password=PASSWORD)
     )
-    assert token is not None
+    assert isinstance(token, TokenOut)
     api = authenticated(app, token.access_token)
     # 2) Create a user
     dev = await users_create.asyncio(
         client=api,
         body=UserCreateIn(email="dev@example.com", password="Dev-pass-123", full_name="Dev"),
     )
-    assert dev is not None and dev.email == "dev@example.com"
+    assert isinstance(dev, UserOut) and dev.email == "dev@example.com"
     # 3) Create a project
     project = await projects_create.asyncio(
         client=api, body=ProjectCreateIn(title="Launch", description="First project")
     )
-    assert project is not None and project.my_role is Role.OWNER
+    assert isinstance(project, ProjectOut) and project.my_role is Role.OWNER
     # 4) Add the new user as a member: 201 with Location (documented since issue 15)
     added = await projects_members_replace.asyncio_detailed(
         project.id, dev.id, client=api, body=MemberRoleIn(role=Role.MEMBER)
     )
-    assert added.status_code == 201 and added.parsed is not None
+    assert added.status_code == 201 and isinstance(added.parsed, MemberOut)
     assert added.parsed.role is Role.MEMBER
     assert added.headers["location"] == f"/api/v1/projects/{project.id}/members/{dev.id}"
     # ... and again: now a role change, 200
@@ -169,19 +185,20 @@ async def test_v1_walkthrough(app: FastAPI, client: httpx.AsyncClient) -> None:
             priority=TaskPriority.HIGH,
         ),
     )
-    assert task is not None and task.assignee_id == dev.id
+    assert isinstance(task, TaskOut) and task.assignee_id == dev.id
     # 6) List tasks, most urgent first
     page = await tasks_list.asyncio(client=api, sort=TaskSort.PRIORITY_DESC, limit=50)
-    assert page is not None and [t.id for t in page.items] == [task.id]
+    assert isinstance(page, PageTaskOut) and [t.id for t in page.items] == [task.id]
     # 7) Move the task along, and read its history
     moved = await tasks_status.asyncio(task.id, TaskStatus.IN_PROGRESS, client=api)
     assert moved is not None and moved.status is TaskStatus.IN_PROGRESS
     activity = await tasks_activity_list.asyncio(task.id, client=api)
-    assert activity is not None and "status" in [entry.field for entry in activity.items]
+    assert isinstance(activity, PageActivityOut)
+    assert "status" in [entry.field for entry in activity.items]
     # The new user logs in and sees the task.
     dev_token = await auth_login_access_token.asyncio(
         client=anonymous(app), body=LoginForm(username="dev@example.com", password="Dev-pass-123")
     )
-    assert dev_token is not None
+    assert isinstance(dev_token, TokenOut)
     seen = await tasks_list.asyncio(client=authenticated(app, dev_token.access_token))
-    assert seen is not None and [t.id for t in seen.items] == [task.id]
+    assert isinstance(seen, PageTaskOut) and [t.id for t in seen.items] == [task.id]
