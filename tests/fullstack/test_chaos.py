@@ -173,7 +173,7 @@ async def test_chaos_loses_nothing_and_applies_nothing_twice(
     # Every event applied exactly once: one processed record per outbox event, and no
     # ledger row twice for one order and product.
     async with stack.engine.connect() as conn:
-        events = dict(
+        events: dict[str, int] = dict(
             (await conn.execute(text("SELECT type, count(*) FROM outbox GROUP BY type"))).all()
         )
         twice = await conn.scalar(

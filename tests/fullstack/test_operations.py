@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
@@ -18,14 +19,16 @@ from taskhub.db import make_sessionmaker, utcnow
 from taskhub.messaging.deadletters import DLQ_DELIVERIES, DLQ_ERROR
 from taskhub.messaging.envelope import Envelope
 from taskhub.messaging.outbox import emit
-from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group
+from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, as_str, ensure_group, entries_of
 from taskhub.models import OutboxEvent
-from tests.conftest import SECRET, client_for
+from tests.conftest import client_for
+from tests.fullstack.replies import with_fields
+from tests.processes import SECRET
 
 pytestmark = [pytest.mark.redis]
 
 
-def dead_fields(key: str) -> dict[bytes, bytes]:
+def dead_fields(key: str) -> dict[FieldT, EncodableT]:
     envelope = Envelope(
         id=uuid.uuid4(), type="test.touch", occurred_at=utcnow(), version=1, payload={"k": key}
     )
@@ -74,9 +77,7 @@ def test_dlq_commands_on_the_dead_letter_stream(redis_server: str, redis_prefix:
     async def setup() -> list[str]:
         client = aioredis.Redis.from_url(redis_server)
         try:
-            return [
-                (await client.xadd(keys.dead, dead_fields(k))).decode() for k in ("a", "b", "c")
-            ]
+            return [as_str(await client.xadd(keys.dead, dead_fields(k))) for k in ("a", "b", "c")]
         finally:
             await client.aclose()
 
@@ -101,7 +102,7 @@ def test_dlq_commands_on_the_dead_letter_stream(redis_server: str, redis_prefix:
     async def replayed_fields() -> dict[bytes, bytes]:
         client = aioredis.Redis.from_url(redis_server)
         try:
-            [(_id, fields)] = await client.xrange(keys.stream)
+            [(_id, fields)] = with_fields(entries_of(await client.xrange(keys.stream)))
             return dict(fields)
         finally:
             await client.aclose()
@@ -150,7 +151,7 @@ def test_dlq_commands_on_embedded_dead_outbox_rows(sqlite_database_url: str) -> 
                         OutboxEvent.attempts,
                     ).order_by(OutboxEvent.id)
                 )
-                return [tuple(r) for r in result]  # type: ignore[misc]
+                return [(id_, dead, published, tries) for id_, dead, published, tries in result]
         finally:
             await engine.dispose()
 

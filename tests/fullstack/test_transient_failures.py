@@ -25,7 +25,8 @@ from taskhub.errors import ConcurrentUpdate, ServiceUnavailable
 from taskhub.messaging.consumer import StreamConsumer
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
-from taskhub.messaging.streams import StreamKeys, ensure_group
+from taskhub.messaging.streams import StreamKeys, ensure_group, entries_of
+from tests.fullstack.replies import with_fields
 from tests.fullstack.test_transport import TouchPayload, entry, processed_count
 from tests.hardening.tcp_proxy import TcpProxy
 from tests.polling import eventually
@@ -136,7 +137,7 @@ async def test_transient_failures_never_count_and_deterministic_ones_do(
     assert flaky.applied == Counter({"down": 1, "deadlock": 1, "standby": 1, "once": 1, "fine": 1})
     assert flaky.attempts["down"] == flaky.attempts["deadlock"] == flaky.attempts["standby"] == 7
     assert flaky.attempts["broken"] == 2, "dead-lettered after exactly max_deliveries"
-    [(_id, dead)] = await redis_client.xrange(keys.dead)
+    [(_id, dead)] = with_fields(entries_of(await redis_client.xrange(keys.dead)))
     assert b'"broken"' in dead[b"envelope"]
     assert await redis_client.exists(keys.failures) == 0, "failure counts left behind"
     assert await processed_count(make_sessionmaker(fs_engine)) == 5

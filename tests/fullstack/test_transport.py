@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict
+from redis.typing import EncodableT, FieldT
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,10 +31,17 @@ from taskhub.messaging.envelope import Envelope, envelope_json, envelope_of
 from taskhub.messaging.outbox import NOTIFY_CHANNEL, Announcer, backlog, emit
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.signal import WakeSignal
-from taskhub.messaging.streams import ENVELOPE_FIELD, StreamKeys, ensure_group, read_entries
+from taskhub.messaging.streams import (
+    ENVELOPE_FIELD,
+    StreamKeys,
+    ensure_group,
+    entries_of,
+    read_entries,
+)
 from taskhub.migrate import upgrade
 from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.conftest import make_settings
+from tests.fullstack.replies import with_fields
 from tests.polling import eventually
 from tests.processes import PrivateRedis
 
@@ -128,7 +136,7 @@ async def emit_touches(
             await emit(session, type="test.touch", payload=payload)
 
 
-def entry(key: str, **extra: Any) -> dict[bytes, bytes]:
+def entry(key: str, **extra: Any) -> dict[FieldT, EncodableT]:
     envelope = Envelope(
         id=uuid.uuid4(),
         type="test.touch",
@@ -237,7 +245,7 @@ async def test_deterministic_failures_are_retried_then_dead_lettered(
     assert recorder.attempts["flaky"] == 3
     assert recorder.attempts["broken"] == 3, "given up after exactly max_deliveries"
     assert recorder.applied["broken"] == 0
-    [(_id, dead)] = await redis_client.xrange(keys.dead)
+    [(_id, dead)] = with_fields(entries_of(await redis_client.xrange(keys.dead)))
     assert dead[DLQ_DELIVERIES] == b"3"
     assert b"failure 3" in dead[DLQ_ERROR]
     assert orjson.loads(dead[ENVELOPE_FIELD])["payload"]["key"] == "broken"
@@ -271,7 +279,8 @@ async def test_malformed_entries_are_dead_lettered_and_the_consumer_goes_on(
         return recorder.applied["good"] == 1 and int(await redis_client.xlen(keys.dead)) == 4
 
     await eventually(done, timeout=10, what="4 dead letters and the good event applied")
-    errors = [fields[DLQ_ERROR] for _id, fields in await redis_client.xrange(keys.dead)]
+    dead = with_fields(entries_of(await redis_client.xrange(keys.dead)))
+    errors = [fields[DLQ_ERROR] for _id, fields in dead]
     assert all(b"malformed" in e or b"invalid payload" in e or b"no handler" in e for e in errors)
     assert recorder.attempts["bad-payload"] == 0 or recorder.applied["bad-payload"] == 0
 
@@ -449,7 +458,7 @@ async def test_the_relay_publishes_from_sqlite_too(
         )
         assert await relay.publish_batch() == 2
         assert await relay.publish_batch() == 0
-        entries = read_entries(await redis_client.xread({keys.stream: "0"}))
+        entries = with_fields(read_entries(await redis_client.xread({keys.stream: "0"})))
         keys_sent = [
             Envelope.from_json(fields[ENVELOPE_FIELD]).payload["key"] for _, fields in entries
         ]
