@@ -11,8 +11,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from taskhub.main import create_app
-from tests.conftest import SECRET, client_for, make_settings
+from tests.conftest import client_for, make_settings
 from tests.factories import login_token
+from tests.processes import SECRET
 
 
 async def taskhub(*args: str, env: dict[str, str]) -> tuple[int, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bcrypt
 import httpx
@@ -11,8 +13,9 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import SECRET
+from taskhub.config import Settings
 from tests.factories import DEFAULT_PASSWORD, login_token, make_user
+from tests.processes import SECRET
 
 LOGIN = "/api/v1/auth/login/access-token"
 
@@ -65,7 +68,9 @@ async def test_signup_duplicate_email_is_409(client: httpx.AsyncClient) -> None:
     assert r.status_code == 409
 
 
-async def test_signup_can_be_disabled(app_factory, settings_factory) -> None:
+async def test_signup_can_be_disabled(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> None:
     app = await app_factory(settings_factory(allow_signup=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.post(
@@ -116,7 +121,9 @@ async def test_login_wrong_password_and_unknown_email(
 
 
 async def test_unknown_email_costs_a_bcrypt_check(
-    app_factory, settings_factory, monkeypatch: pytest.MonkeyPatch
+    app_factory: Callable[[Settings], Any],
+    settings_factory: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An unknown email is checked against a dummy hash of the same cost as a real one, so
     that it takes as long (bench/login_timing.py measures it); counted, not timed."""

@@ -80,7 +80,9 @@ async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
     return (await client.get(ME, headers=headers)).status_code
 
 
-async def test_logout_all_on_one_server_ends_tokens_on_the_other(two_servers) -> None:  # type: ignore[no-untyped-def]
+async def test_logout_all_on_one_server_ends_tokens_on_the_other(
+    two_servers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
     a, b = two_servers
     r = await a.post("/api/v1/auth/signup", json={"email": EMAIL, "password": PASSWORD})
     assert r.status_code == 201, r.text

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text, update
 
+from taskhub.config import Settings
 from taskhub.db import utcnow
 from taskhub.driver import in_session
 from taskhub.models import Order
@@ -122,7 +125,9 @@ async def test_cancel_releases_stock(
     await assert_stock_invariant(app.state.engine)
 
 
-async def test_pay_before_reservation_is_409(app_factory, settings_factory) -> None:
+async def test_pay_before_reservation_is_409(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> None:
     # The dispatcher is kept asleep (no wake-up, an hour-long poll) so the order stays
     # PENDING: pay and confirm on a PENDING order must be 409 with the current status.
     settings = settings_factory(relay_poll_seconds=3600)
@@ -233,7 +238,7 @@ async def test_list_orders_filter_and_pages(
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, int | str] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
         page = (await client.get("/api/v2/orders", params=params, headers=customer.headers)).json()
         seen += [o["id"] for o in page["items"]]
         assert all(o["items"] for o in page["items"])
@@ -288,7 +293,9 @@ async def test_reservation_expiry(
     await assert_stock_invariant(app.state.engine)
 
 
-async def test_expiry_job_runs_in_the_dispatcher(app_factory, settings_factory) -> None:
+async def test_expiry_job_runs_in_the_dispatcher(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> None:
     app = await app_factory(
         settings_factory(reservation_ttl=timedelta(seconds=0), expiry_sweep_seconds=0.05)
     )
@@ -311,7 +318,9 @@ async def _stock_is(client: httpx.AsyncClient, pid: int, value: int) -> bool:
     return await stock_of(client, pid) == value
 
 
-async def test_open_order_quota(app_factory, settings_factory) -> None:
+async def test_open_order_quota(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> None:
     app = await app_factory(settings_factory(max_open_orders_per_user=2))
     async with client_for(app) as client:
         admin = await make_user(app, client, is_superuser=True)
@@ -330,7 +339,9 @@ async def test_open_order_quota(app_factory, settings_factory) -> None:
 
 @pytest.mark.parametrize("quota", [0, 5])
 async def test_a_deactivated_or_deleted_account_cannot_order(
-    app_factory, settings_factory, quota: int
+    app_factory: Callable[[Settings], Any],
+    settings_factory: Callable[..., Settings],
+    quota: int,
 ) -> None:
     # POST /orders reads only the token; on PostgreSQL its one statement checks the account
     # (with or without the quota's user lock), elsewhere the session path reads it first.
@@ -368,7 +379,7 @@ async def test_a_deactivated_or_deleted_account_cannot_order(
 
 
 async def test_open_order_quota_holds_under_concurrent_creates(
-    app_factory, settings_factory
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
 ) -> None:
     # One user's creations are counted one at a time (a row lock on PostgreSQL, the single
     # writer on SQLite): twelve at once against a quota of three make exactly three orders.

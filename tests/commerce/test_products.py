@@ -132,7 +132,7 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient, admin: Act
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"limit": 3}
+        params: dict[str, int | str] = {"limit": 3}
         if cursor:
             params["cursor"] = cursor
         page = (await client.get("/api/v2/products", params=params)).json()

@@ -4,7 +4,7 @@ scripts start it, and the login limiter's per-client key."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,7 @@ async def database(tmp_path: Path) -> str:
 @pytest.fixture
 async def serve(
     tmp_path: Path, database: str
-) -> AsyncIterator[Callable[..., asyncio.Future[ServerProcess]]]:
+) -> AsyncIterator[Callable[..., Awaitable[ServerProcess]]]:
     """Start `taskhub serve` processes with extra environment; all are stopped at the end."""
     servers: list[ServerProcess] = []
 
@@ -48,7 +48,7 @@ async def serve(
         await asyncio.to_thread(server.wait_ready)
         return server
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in servers:
         if server.proc.poll() is None:
             server.terminate()
@@ -69,7 +69,9 @@ async def failed_logins(server: ServerProcess, count: int) -> list[int]:
     return statuses
 
 
-async def test_spoofed_forwarded_for_does_not_change_the_limiter_key(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_spoofed_forwarded_for_does_not_change_the_limiter_key(
+    serve: Callable[..., Awaitable[ServerProcess]],
+) -> None:
     # The default: no proxy is trusted, so every attempt counts against the real peer
     # (127.0.0.1) and the client limit is reached whatever X-Forwarded-For says.
     server = await serve()
@@ -77,7 +79,9 @@ async def test_spoofed_forwarded_for_does_not_change_the_limiter_key(serve) -> N
     assert statuses == [401] * CLIENT_LIMIT + [429, 429], statuses
 
 
-async def test_a_trusted_proxy_forwards_the_client_address(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_a_trusted_proxy_forwards_the_client_address(
+    serve: Callable[..., Awaitable[ServerProcess]],
+) -> None:
     # The peer (127.0.0.1) is a listed proxy: each attempt comes from the address it names,
     # so no client reaches the limit.
     server = await serve(FORWARDED_ALLOW_IPS="127.0.0.1")
