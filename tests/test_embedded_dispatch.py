@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from taskhub.messaging.outbox import emit
 from taskhub.messaging.signal import WakeSignal
 from taskhub.models import OutboxEvent
 
-FAILURES = {
+FAILURES: dict[str, tuple[int, Callable[[], Exception]]] = {
     "down": (5, lambda: ServiceUnavailable("database is locked")),
     "deadlock": (5, ConcurrentUpdate),
     "broken": (99, lambda: RuntimeError("bug")),

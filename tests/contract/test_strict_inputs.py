@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from taskhub.fields import StrictModel
 from taskhub.main import create_app
@@ -78,8 +78,8 @@ def test_every_json_body_refuses_lax_numbers_and_booleans() -> None:
                 try:
                     model.model_validate({name: bad})
                     errors = []
-                except ValueError as exc:  # pydantic's ValidationError
-                    errors = exc.errors()  # type: ignore[attr-defined]
+                except ValidationError as exc:
+                    errors = exc.errors()
                 at_field = [e for e in errors if e["loc"] == (name,)]
                 assert at_field, f"{model.__name__}.{name} accepted {bad!r}"
                 assert at_field[0]["type"] in ("int_type", "bool_type"), at_field

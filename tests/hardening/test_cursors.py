@@ -91,7 +91,7 @@ async def lists_to_probe(
     task = await make_task(client, admin, project_id)
     product_id = await make_product(client, admin)
     assert (await place_order(client, admin, [(product_id, 1)])).status_code == 201
-    lists = [
+    lists: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
         ("/api/v1/users", {}, admin.headers, one_value_cursors()),
         ("/api/v1/projects", {}, admin.headers, one_value_cursors()),
         (f"/api/v1/projects/{project_id}/members", {}, admin.headers, one_value_cursors()),

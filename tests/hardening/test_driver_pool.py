@@ -26,6 +26,7 @@ async def test_the_driver_pool_serves_hot_reads_within_its_size_and_closes_with_
     async with LifespanManager(app):
         engine = app.state.engine
         driver_pool = driver_pool_of(engine)
+        assert driver_pool is not None
         async with client_for(app) as client:
             user = await make_user(app, client)
             for _ in range(20):

@@ -176,7 +176,8 @@ async def test_pool_exhaustion_and_a_connection_dropped_mid_request_are_503(
         r = await client.post(LOGIN, data={"username": "nobody@example.com", "password": "x" * 9})
         assert r.status_code == 401  # the pool is healthy again, not just one connection
         # Every connection taken, including the timed-out wait and the dropped one, is back.
-        assert driver_pool_of(app.state.engine).out == 0
+        pool = driver_pool_of(app.state.engine)
+        assert pool is not None and pool.out == 0
 
 
 # --- Redis down (API side) --------------------------------------------------------------------

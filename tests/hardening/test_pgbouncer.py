@@ -10,6 +10,7 @@ transaction is open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -81,7 +82,9 @@ async def test_named_prepared_statements_break_behind_pgbouncer_and_taskhubs_do_
     for settings, broken in ((direct, True), (behind, False)):
         client = await asyncpg.connect(dsn, **pg_connect_args(settings))
         try:
-            error = await second_run_on_another_server(dsn, lambda c=client: c.fetchval(QUERY, 1))
+            error = await second_run_on_another_server(
+                dsn, functools.partial(client.fetchval, QUERY, 1)
+            )
         finally:
             await client.close()
         if broken:

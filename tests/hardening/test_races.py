@@ -47,7 +47,7 @@ async def owners_per_project(app: FastAPI) -> dict[int, int]:
             .where(ProjectMember.role == Role.OWNER)
             .group_by(ProjectMember.project_id)
         )
-        return dict(rows.all())  # type: ignore[arg-type]
+        return dict(rows.all())
 
 
 async def test_deleting_a_user_while_they_write(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert
+from sqlalchemy.engine import Dialect
 
 from taskhub.driver import DriverStatement
 from taskhub.models import Task, TaskStatus
@@ -299,12 +300,15 @@ def count_statements(app: FastAPI) -> Iterator[list[str]]:
     # Hot paths skip SQLAlchemy on PostgreSQL and run on the driver (taskhub.driver).
     driver_run = DriverStatement._run
 
-    async def run_and_record(query: DriverStatement, driver: Any, dialect: Any, params: Any) -> Any:
-        record(None, None, query._compile(dialect).sql)
-        return await driver_run(query, driver, dialect, params)
+    async def run_and_record(
+        self: DriverStatement, driver: Any, dialect: Dialect, params: Mapping[str, Any]
+    ) -> Sequence[Mapping[str, Any]]:
+        record(None, None, self._compile(dialect).sql)
+        return await driver_run(self, driver, dialect, params)
 
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    # Patched on the class for the fixture's span, so that every driver statement is recorded.
     DriverStatement._run = run_and_record  # type: ignore[method-assign]
     try:
         yield statements

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -10,10 +11,10 @@ import pytest
 from tests.projects.conftest import Team, make_project, make_task
 
 
-async def activity(client: httpx.AsyncClient, team: Team, task_id: int) -> list[dict[str, object]]:
+async def activity(client: httpx.AsyncClient, team: Team, task_id: int) -> list[dict[str, Any]]:
     r = await client.get(f"/api/v1/tasks/{task_id}/activity", headers=team.viewer.headers)
     assert r.status_code == 200
-    items: list[dict[str, object]] = r.json()["items"]
+    items: list[dict[str, Any]] = r.json()["items"]
     return items
 
 
