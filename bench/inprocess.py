@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = Path(os.environ.get("BENCH_KIT", ROOT.parent / "shared" / "bench"))
@@ -126,7 +126,10 @@ def latency_percentiles(db: str, since_id: int) -> dict[str, float]:
     values = sorted(float(r["ms"]) for r in rows)
     if not values:
         return {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan")}
-    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
     return {"n": len(values), "p50_ms": round(pick(0.50), 1), "p99_ms": round(pick(0.99), 1)}
 
 

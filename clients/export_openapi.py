@@ -19,7 +19,7 @@ from taskhub.main import create_app
 
 async def served_document() -> dict[str, object]:
     """GET /openapi.json from the app."""
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         environment="test",
         secret_key="openapi-export-" + "0" * 32,

@@ -200,7 +200,7 @@ def make_settings(**overrides: Any) -> Settings:
         "db_timeout_seconds": 30,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 async def clean_tables(url: str, *, pgbouncer: bool = False) -> None:

@@ -338,6 +338,13 @@ def workloads(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {m["metadata"]["name"]: m for m in manifests if pod_spec(m) is not None}
 
 
+def spec_of(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a workload (every one `workloads` finds has one)."""
+    spec = pod_spec(workload)
+    assert spec is not None, workload["metadata"]["name"]
+    return spec
+
+
 def k8s_yaml_files() -> list[Path]:
     return sorted(p for p in K8S.rglob("*.yaml"))
 
@@ -350,7 +357,7 @@ def test_k8s_runs_what_make_run_and_compose_run(
     assert by_kind(manifests, "Deployment").keys() >= {"taskhub-web", "taskhub-worker"}
     assert by_kind(manifests, "Job").keys() == {"taskhub-migrate"}
     for name, argv in TASKHUB_COMMANDS.items():
-        [container] = pod_spec(found[name])["containers"]
+        [container] = spec_of(found[name])["containers"]
         assert container["command"] + container["args"] == argv, name
     # The same commands as the compose services (and so as `make run`, checked above).
     assert TASKHUB_COMMANDS["taskhub-web"][1:] == services["web"]["command"]
@@ -359,7 +366,7 @@ def test_k8s_runs_what_make_run_and_compose_run(
     # Every taskhub container runs one of them, and the CLI accepts it (with its options).
     runner = CliRunner()
     for name, workload in found.items():
-        for container in pod_spec(workload)["containers"]:
+        for container in spec_of(workload)["containers"]:
             if "taskhub" in container["image"]:
                 argv = container["command"] + container["args"]
                 assert argv in TASKHUB_COMMANDS.values(), (name, argv)
@@ -370,7 +377,7 @@ def test_k8s_runs_what_make_run_and_compose_run(
 def test_k8s_web_probes_and_port(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     _, manifests = overlay
     web = by_kind(manifests, "Deployment")["taskhub-web"]
-    [container] = pod_spec(web)["containers"]
+    [container] = spec_of(web)["containers"]
     port = int(container["args"][container["args"].index("--port") + 1])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": port}
@@ -378,7 +385,7 @@ def test_k8s_web_probes_and_port(overlay: tuple[str, list[dict[str, Any]]]) -> N
     assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     assert (
-        pod_spec(web)["terminationGracePeriodSeconds"]
+        spec_of(web)["terminationGracePeriodSeconds"]
         > (container["lifecycle"]["preStop"]["sleep"]["seconds"])
     )
     [service] = [
@@ -395,7 +402,7 @@ def test_k8s_worker_drains_on_sigterm_and_serves_metrics(
 ) -> None:
     _, manifests = overlay
     worker = by_kind(manifests, "Deployment")["taskhub-worker"]
-    spec = pod_spec(worker)
+    spec = spec_of(worker)
     # SIGTERM: the worker finishes and acknowledges what is in flight; its statements time
     # out after 30 s at most (taskhub.db.pg_connect_args), so it needs more than that.
     assert spec["terminationGracePeriodSeconds"] >= 60
@@ -411,7 +418,7 @@ def test_k8s_worker_drains_on_sigterm_and_serves_metrics(
 def test_k8s_migrate_job_and_autoscaling(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     _, manifests = overlay
     job = by_kind(manifests, "Job")["taskhub-migrate"]
-    assert pod_spec(job)["restartPolicy"] == "Never"
+    assert spec_of(job)["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
     [hpa] = by_kind(manifests, "HorizontalPodAutoscaler").values()
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -436,7 +443,7 @@ def test_k8s_resources_and_security_context(overlay: tuple[str, list[dict[str, A
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     dockerfile_user = int(instruction(dockerfile_stages()[-1], "USER")[0].split(":")[0])
     for workload_name, workload in workloads(manifests).items():
-        spec = pod_spec(workload)
+        spec = spec_of(workload)
         where = f"{name}: {workload_name}"
         assert spec["automountServiceAccountToken"] is False, where
         pod_security = spec["securityContext"]
@@ -466,7 +473,7 @@ def test_k8s_settings_and_no_literal_secrets(overlay: tuple[str, list[dict[str, 
         assert not SECRET_NAME.search(key), f"{key} belongs in the Secret"
         assert "://" not in value, f"{key}: URLs carry passwords; they go in the Secret"
     for workload_name, workload in workloads(manifests).items():
-        for container in pod_spec(workload)["containers"]:
+        for container in spec_of(workload)["containers"]:
             for env in container.get("env", []):
                 assert "value" not in env or not SECRET_NAME.search(env["name"]), workload_name
             if "taskhub" in container["image"]:
