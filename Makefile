@@ -30,7 +30,7 @@ run: install ## Migrate, then serve the API on $(HOST):$(PORT) (embedded shape u
 test: install ## Run the whole test suite (both shapes; PostgreSQL/Redis tests skip if absent)
 	$(UV) run --frozen pytest -n auto --dist loadfile
 
-lint: install ## Ruff (lint + format check) and mypy --strict
+lint: install ## Ruff (lint + format check) and mypy --strict (src, tests, bench)
 	$(UV) run --frozen ruff check src tests bench
 	$(UV) run --frozen ruff format --check src tests bench
 	$(UV) run --frozen mypy
