@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,13 +51,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 async def cluster_stack(
     stack_factory: Callable[..., Any], cluster: LocalCluster
-) -> AsyncIterator[Stack]:
+) -> Stack:
     """The API on the cluster with 8 partitions (its workers get the same settings)."""
     stack: Stack = await stack_factory(
         redis_url=cluster.url, redis_cluster=True, stream_partitions=PARTITIONS
     )
     assert isinstance(stack.app.state.redis, RedisCluster)
-    yield stack
+    return stack
 
 
 async def partitions_used(stack: Stack) -> set[str]:
