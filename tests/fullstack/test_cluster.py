@@ -49,9 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-async def cluster_stack(
-    stack_factory: Callable[..., Any], cluster: LocalCluster
-) -> Stack:
+async def cluster_stack(stack_factory: Callable[..., Any], cluster: LocalCluster) -> Stack:
     """The API on the cluster with 8 partitions (its workers get the same settings)."""
     stack: Stack = await stack_factory(
         redis_url=cluster.url, redis_cluster=True, stream_partitions=PARTITIONS
