@@ -461,9 +461,12 @@ class StreamConsumer:
         for group in by_type.values():
             spans = self._spans(group)
             try:
-                await apply_batch(
-                    self._sessionmaker, self._registry, [envelope for _, _, envelope in group]
-                )
+                # A batch of one runs inside its span, so that what its handler writes (the
+                # events it emits) continues the trace; a larger batch has no single parent.
+                with tracing.activated(spans[0] if len(spans) == 1 else None):
+                    await apply_batch(
+                        self._sessionmaker, self._registry, [envelope for _, _, envelope in group]
+                    )
             except asyncio.CancelledError as exc:
                 self._end_spans(spans, exc)
                 raise
