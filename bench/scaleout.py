@@ -218,7 +218,7 @@ async def run_shape(shape: Shape, *, backlog: int, live: int, profile: bool) -> 
         "BCRYPT_ROUNDS": "4",
     }
     procs: list[subprocess.Popen[bytes]] = []
-    result: dict[str, Any] = {"shape": shape.label}
+    result: dict[str, Any] = {"shape": shape.label, "load_before": os.getloadavg()[0]}
     redis: Any = None
     try:
         subprocess.run([*TASKHUB, "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
@@ -261,13 +261,15 @@ async def run_shape(shape: Shape, *, backlog: int, live: int, profile: bool) -> 
         paused = f"{prefix}:events:relay-paused"
         await redis.set(paused, "1")
         workers = [
-            subprocess.Popen([*TASKHUB, "worker"], env=env, stderr=subprocess.DEVNULL)  # noqa: S603
-            for _ in range(shape.workers)
+            subprocess.Popen(  # noqa: S603
+                [*TASKHUB, "worker"], env=env, stderr=(workdir / f"worker-{i}.log").open("wb")
+            )
+            for i in range(shape.workers)
         ]
         procs.extend(workers)
         # Backlog: the outbox fills while the relays are paused.
         await create_orders(base, token, backlog, parallel=30)
-        await asyncio.sleep(3)  # the workers are up, bound and reading
+        await wait_consumers(redis, prefix, shape)  # every worker reads every partition
         started = time.monotonic()
         await redis.delete(paused)
         finished = await wait_settled(db)
@@ -293,6 +295,7 @@ async def run_shape(shape: Shape, *, backlog: int, live: int, profile: bool) -> 
             ]
         started = time.monotonic()
         await create_orders(base, token, live, parallel=30)
+        result["api_orders_per_s"] = live / (time.monotonic() - started)
         finished = await wait_settled(db)
         wall = finished - started
         result["live_orders_per_s"] = live / wall
@@ -333,6 +336,22 @@ async def run_shape(shape: Shape, *, backlog: int, live: int, profile: bool) -> 
     return result
 
 
+async def wait_consumers(redis: Any, prefix: str, shape: Shape, timeout: float = 120) -> None:
+    """Until every worker has joined the group of every partition (it is reading)."""
+    deadline = time.monotonic() + timeout
+    for k in range(shape.partitions):
+        stream = f"{prefix}:{{events.p{k}}}:stream"
+        while True:
+            try:
+                if len(await redis.xinfo_consumers(stream, "taskhub-workers")) >= shape.workers:
+                    break
+            except aioredis.ResponseError:
+                pass  # the stream or its group is not there yet
+            if time.monotonic() > deadline:
+                raise SystemExit("the workers did not join every partition")
+            await asyncio.sleep(0.1)
+
+
 async def _max_order_id(db: str) -> int:
     conn = await asyncpg.connect(f"{PG}/{db}")
     try:
@@ -345,16 +364,22 @@ def report(results: list[dict[str, Any]]) -> str:
     lines = [
         f"# `make bench-scaleout` — {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"Machine: {os.cpu_count()} cores, shared. Orders over {PRODUCTS} products, one line.",
+        f"Machine: {os.cpu_count()} cores, shared; load average (1 min) before each shape: "
+        + ", ".join(f"{r['load_before']:.1f}" for r in results)
+        + f". Orders over {PRODUCTS} products, one line each.",
         "",
-        "| shape | backlog orders/s | live orders/s | live p50 / p99 ms | CPU cores busy (live) |",
-        "|---|---|---|---|---|",
+        "| shape | backlog orders/s | live orders/s | API accepted orders/s (live) "
+        "| live p50 / p99 ms | CPU cores busy (live) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['shape']} | {r['backlog_orders_per_s']:.0f} | {r['live_orders_per_s']:.0f} "
-            f"| {r['p50_ms']:.0f} / {r['p99_ms']:.0f} | {r['cpu_cores_busy']} |"
+            f"| {r['api_orders_per_s']:.0f} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} "
+            f"| {r['cpu_cores_busy']} |"
         )
+    if not results:
+        return "\n".join(lines) + "\n"
     by = {r["shape"]: r for r in results}
     lines += ["", "Ratios (8 partitions × 4 workers over 1 × 1):", ""]
     for kind in ("single", "cluster"):
@@ -387,6 +412,7 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=3000)
     ap.add_argument("--live", type=int, default=2000)
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--only", help="run the shapes whose label contains this text")
     a = ap.parse_args()
     shapes = [
         Shape("single", 1, 1),
@@ -394,6 +420,8 @@ def main() -> None:
         Shape("cluster", 1, 1),
         Shape("cluster", 8, 4),
     ]
+    if a.only:
+        shapes = [shape for shape in shapes if a.only in shape.label]
     results = []
     for shape in shapes:
         log(f"{shape.label} …")
