@@ -172,21 +172,30 @@ def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def top_frames(raw: Path, limit: int = 12) -> list[tuple[str, float]]:
-    """Share of samples per leaf frame (self time) in py-spy's raw output."""
+def top_frames(raw: Path, limit: int = 10) -> list[tuple[str, float]]:
+    """Share of samples spent inside each taskhub function (inclusive), busiest first,
+    and `idle` (the event loop waiting), from py-spy's raw output."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
     if not raw.exists():
         return []
+    skip = {"<module>", "worker", "main", "serve", "run", "_run", "run_worker", "Worker.run"}
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack:
             continue
-        leaf = stack.split(";")[-1]
-        # "function (module/path.py:line)": keep the function and file.
-        name = leaf.split(":")[0]
-        counts[name] += int(n)
+        frames = stack.split(";")
         total += int(n)
+        leaf = frames[-1].split(" (")[0]
+        if leaf in ("Runner.run", "select", "KqueueSelector.select", "EpollSelector.select"):
+            counts["idle"] += int(n)
+            continue
+        seen = set()
+        for frame in frames:
+            name, _, where = frame.partition(" (")
+            if "taskhub/" in where and name not in skip and name not in seen:
+                seen.add(name)
+                counts[name] += int(n)
     return [(name, n / total) for name, n in counts.most_common(limit)] if total else []
 
 
@@ -401,7 +410,7 @@ def report(results: list[dict[str, Any]]) -> str:
     for r in results:
         if "profile" not in r:
             continue
-        lines += ["", f"py-spy, {r['shape']} (share of samples by leaf frame):", ""]
+        lines += ["", f"py-spy, {r['shape']} (share of samples inside each function):", ""]
         for who, frames in r["profile"].items():
             lines.append(f"- {who}: " + "; ".join(f"{n} {s:.0%}" for n, s in frames[:8]))
     return "\n".join(lines) + "\n"
