@@ -168,6 +168,8 @@ async def publish(redis: RedisClient, entries: Sequence[tuple[StreamKeys, Fields
         if not isinstance(redis, RedisCluster):
             await pipe.execute()
             return
+        if not redis.nodes_manager.slots_cache:
+            await redis.initialize()  # the layout tells which masters have a replica
         waits = 0
         masters: dict[str, Any] = {}
         for keys in {keys.stream: keys for keys, _ in entries}.values():
