@@ -146,3 +146,158 @@ class ServerProcess(TaskhubProcess):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("taskhub serve did not start:\n" + self.tail())
             time.sleep(0.1)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int) -> list[int]:
+    """`count` ports whose cluster bus ports (+10000) are free too."""
+    import random
+
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20000, 29999)  # noqa: S311 - choosing a port, not a secret
+        if port not in ports and _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+    return ports
+
+
+def _redis_cli(port: int, *args: str, timeout: float = 10) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    ).stdout
+
+
+class LocalCluster:
+    """A Redis Cluster of 3 masters and 3 replicas on loopback ports (no persistence),
+    joined by `redis-cli --cluster create`. A node may be killed and started again (it
+    rejoins with its nodes.conf)."""
+
+    def __init__(self, workdir: Path, *, node_timeout_ms: int = 1000) -> None:
+        self.ports = cluster_ports(6)
+        self._workdir = workdir
+        self._node_timeout = node_timeout_ms
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """A seed node, as REDIS_URL names it."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        """Start the six servers, create the cluster, and wait until it is ok."""
+        for port in self.ports:
+            self.start_node(port)
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses]
+            + ["--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}")
+        self.wait_ok()
+
+    def start_node(self, port: int) -> None:
+        """Start (or restart) one node and wait until it answers."""
+        node_dir = self._workdir / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self._procs[port] = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self._node_timeout),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+                "--dir",
+                str(node_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while "PONG" not in _redis_cli(port, "PING"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {port} did not start")
+            time.sleep(0.05)
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node says cluster_state:ok, 3 masters serve the slots, and
+        every replica is in sync with its master (else it could not take over)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [_redis_cli(port, "CLUSTER", "INFO") for port in self._procs]
+            replication = [_redis_cli(port, "INFO", "replication") for port in self._procs]
+            synced = all(
+                "role:master" in info or "master_link_status:up" in info for info in replication
+            )
+            ok = all("cluster_state:ok" in state for state in states)
+            if ok and synced and len(self.masters()) == 3:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not become ok:\n" + "\n".join(states))
+            time.sleep(0.1)
+
+    def nodes(self) -> list[tuple[int, str, bool]]:
+        """(port, node id, is a live master serving slots) of every node, as a live node
+        sees them."""
+        live = next(iter(self._procs))
+        out = []
+        for line in _redis_cli(live, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            flags = fields[2].split(",")
+            serving = "master" in flags and "fail" not in flags and len(fields) > 8
+            out.append((port, fields[0], serving))
+        return out
+
+    def masters(self) -> list[int]:
+        """Ports of the live masters that serve slots."""
+        return [port for port, _, serving in self.nodes() if serving and port in self._procs]
+
+    def replica_of(self, master_port: int) -> int:
+        """The port of a replica of that master."""
+        master_id = next(node for port, node, _ in self.nodes() if port == master_port)
+        live = next(iter(self._procs))
+        for line in _redis_cli(live, "CLUSTER", "REPLICAS", master_id).splitlines():
+            return int(line.split()[1].split("@")[0].rsplit(":", 1)[1])
+        raise RuntimeError(f"no replica of {master_port}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node."""
+        proc = self._procs.pop(port)
+        proc.kill()
+        proc.wait(5)
+
+    def stop(self) -> None:
+        """Kill every node."""
+        for port in list(self._procs):
+            self.kill(port)

@@ -21,6 +21,11 @@ dlq_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(dlq_app, name="dlq")
+streams_app = typer.Typer(
+    help="Event stream partitions: status, and draining them to change STREAM_PARTITIONS.",
+    no_args_is_help=True,
+)
+app.add_typer(streams_app, name="streams")
 console = Console()
 
 
@@ -65,6 +70,7 @@ def worker() -> None:
     from taskhub.messaging.worker import run_worker
     from taskhub.observability import configure_logging
     from taskhub.runtime import tune_gc
+    from taskhub.tracing import configure_tracing
 
     settings = get_settings()
     if not settings.redis_url:
@@ -74,6 +80,7 @@ def worker() -> None:
         )
         raise typer.Exit(2)
     configure_logging(json_logs=settings.environment != "dev", level=settings.log_level)
+    configure_tracing(service_name="taskhub-worker", spans_file=settings.opentelemetry_spans_file)
     registry = build_registry(settings)
     tune_gc(settings.gc_gen0_threshold)
     try:
@@ -149,9 +156,9 @@ def dlq_list(
     from taskhub.messaging import deadletters
 
     async def run(settings: Settings) -> list[deadletters.DeadLetter]:
-        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+        async with _dlq_backend(settings) as (redis, sessionmaker):
             if redis is not None:
-                return await deadletters.list_stream_dead(redis, keys, limit=limit)
+                return await deadletters.list_all_dead(redis, settings.redis_prefix, limit=limit)
             return await deadletters.list_outbox_dead(sessionmaker, limit=limit)
 
     letters = asyncio.run(run(get_settings()))
@@ -169,7 +176,9 @@ def dlq_list(
 
 @dlq_app.command("replay")
 def dlq_replay(
-    entry_id: Annotated[str | None, typer.Argument(metavar="ID", help="Dead letter id")] = None,
+    entry_id: Annotated[
+        str | None, typer.Argument(metavar="ID", help="Dead letter id (`p3/<entry id>`)")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
 ) -> None:
     """Send dead letters back to be handled again (the handlers stay idempotent)."""
@@ -178,9 +187,10 @@ def dlq_replay(
     target = _dlq_target(entry_id, all_)
 
     async def run(settings: Settings) -> int:
-        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+        async with _dlq_backend(settings) as (redis, sessionmaker):
             if redis is not None:
-                return await deadletters.replay_stream_dead(redis, keys, entry_id=target)
+                prefix = settings.redis_prefix
+                return await deadletters.replay_all_dead(redis, prefix, dead_id=target)
             return await deadletters.replay_outbox_dead(sessionmaker, row_id=_row_id(target))
 
     count = asyncio.run(run(get_settings()))
@@ -191,7 +201,9 @@ def dlq_replay(
 
 @dlq_app.command("drop")
 def dlq_drop(
-    entry_id: Annotated[str | None, typer.Argument(metavar="ID", help="Dead letter id")] = None,
+    entry_id: Annotated[
+        str | None, typer.Argument(metavar="ID", help="Dead letter id (`p3/<entry id>`)")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Drop every dead letter")] = False,
 ) -> None:
     """Delete dead letters for good."""
@@ -200,9 +212,10 @@ def dlq_drop(
     target = _dlq_target(entry_id, all_)
 
     async def run(settings: Settings) -> int:
-        async with _dlq_backend(settings) as (redis, keys, sessionmaker):
+        async with _dlq_backend(settings) as (redis, sessionmaker):
             if redis is not None:
-                return await deadletters.drop_stream_dead(redis, keys, entry_id=target)
+                prefix = settings.redis_prefix
+                return await deadletters.drop_all_dead(redis, prefix, dead_id=target)
             return await deadletters.drop_outbox_dead(sessionmaker, row_id=_row_id(target))
 
     count = asyncio.run(run(get_settings()))
@@ -226,26 +239,105 @@ def _row_id(target: str | None) -> int | None:
 
 
 @asynccontextmanager
-async def _dlq_backend(settings: Settings) -> AsyncIterator[tuple[Any, Any, Any]]:
-    """Redis and the stream keys (full stack), or the sessionmaker (embedded)."""
-    from redis.asyncio import Redis
-
+async def _dlq_backend(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
+    """Redis (full stack), or the sessionmaker (embedded)."""
     from taskhub.db import make_engine, make_sessionmaker
-    from taskhub.messaging.streams import all_partitions
 
-    keys = all_partitions(settings.redis_prefix)[0]
     if settings.redis_url is not None:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-        try:
-            yield redis, keys, None
-        finally:
-            await redis.aclose()
+        async with _redis(settings) as redis:
+            yield redis, None
         return
     engine = make_engine(settings, pool=False)
     try:
-        yield None, keys, make_sessionmaker(engine)
+        yield None, make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[Any]:
+    from taskhub.redis_client import make_redis
+
+    redis = make_redis(settings, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def _stream_settings() -> Settings:
+    settings = get_settings()
+    if settings.redis_url is None:
+        console.print("[red]REDIS_URL is not set: the embedded shape has no streams.[/red]")
+        raise typer.Exit(2)
+    return settings
+
+
+@streams_app.command("status")
+def streams_status() -> None:
+    """Each partition's stream: entries, not yet delivered (lag), pending, dead letters."""
+    from taskhub.messaging import partitions
+
+    settings = _stream_settings()
+
+    async def run() -> partitions.Status:
+        async with _redis(settings) as redis:
+            return await partitions.status(redis, settings)
+
+    status = asyncio.run(run())
+    console.print(status.render(), markup=False, highlight=False)
+
+
+@streams_app.command("drain")
+def streams_drain(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the consumers")] = 600,
+) -> None:
+    """Pause the relays, then wait until every partition is delivered and acknowledged.
+
+    The API keeps writing events to the outbox meanwhile. Then restart the workers and API
+    with the new STREAM_PARTITIONS, and run `taskhub streams resume`.
+    """
+    from taskhub.db import make_engine
+    from taskhub.messaging import partitions
+
+    settings = _stream_settings()
+
+    async def run() -> bool:
+        engine = make_engine(settings, pool=False)
+        try:
+            async with _redis(settings) as redis:
+                return await partitions.drain(
+                    redis, engine, settings, timeout=timeout, report=console.print
+                )
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        console.print(
+            "[red]not drained in time; the relays stay paused (run `taskhub streams resume` "
+            "to publish again)[/red]"
+        )
+        raise typer.Exit(1)
+    console.print(
+        "[green]drained: every partition is delivered and acknowledged; the relays are "
+        "paused. Restart the workers and the API with the new STREAM_PARTITIONS, then run "
+        "`taskhub streams resume`.[/green]"
+    )
+
+
+@streams_app.command("resume")
+def streams_resume() -> None:
+    """Let the relays publish again (after `taskhub streams drain`)."""
+    from taskhub.messaging import partitions
+
+    settings = _stream_settings()
+
+    async def run() -> None:
+        async with _redis(settings) as redis:
+            await partitions.resume(redis, settings)
+
+    asyncio.run(run())
+    console.print("relays resumed")
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

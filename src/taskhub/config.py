@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # pooler (see `listen_url`).
     database_listen_url: str | None = None
     redis_url: str | None = None
+    # REDIS_URL names a seed node of a Redis Cluster (taskhub.redis_client).
+    redis_cluster: bool = False
     redis_prefix: str = "taskhub"
     secret_key: str | None = None
     access_token_expire_minutes: int = Field(default=30, ge=1)
@@ -67,6 +69,9 @@ class Settings(BaseSettings):
     # FastAPI's native OpenTelemetry (spans, metrics, logs to the process's configured
     # providers). Off, it costs nothing per request; see the README.
     opentelemetry_enabled: bool = False
+    # Write every span this process ends to this file, one JSON object a line, through the
+    # OpenTelemetry SDK (which must be installed); for debugging and the tests (taskhub.tracing).
+    opentelemetry_spans_file: Path | None = None
     # One budget per process, split between its pools (taskhub.db.pool_sizes).
     db_pool_size: int = Field(default=20, ge=2)
     db_max_overflow: int = Field(default=0, ge=0)
@@ -82,6 +87,8 @@ class Settings(BaseSettings):
     event_claim_idle_ms: int = Field(default=30_000, ge=100)
     # Cap of the backoff between two attempts of one event.
     event_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Event stream partitions: an event goes to crc32(order id, or project id) mod N.
+    stream_partitions: int = Field(default=1, ge=1, le=256)
     # The relay holds back while the consumer group has this many entries not yet delivered.
     stream_maxlen: int = Field(default=100_000, ge=10)
     # A Redis that lost the consumer group: events published this recently and not yet
@@ -148,7 +155,9 @@ class Settings(BaseSettings):
             raise ValueError("RESERVATION_TTL must not be negative")
         return value
 
-    @field_validator("redis_url", "secret_key", "database_listen_url", mode="before")
+    @field_validator(
+        "redis_url", "secret_key", "database_listen_url", "opentelemetry_spans_file", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `REDIS_URL=` in a .env file means "not configured", not "connect to ''".

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub import __version__
@@ -32,7 +31,9 @@ from taskhub.messaging.streams import all_partitions
 from taskhub.middleware import EdgeMiddleware, ProblemCORSMiddleware
 from taskhub.observability import configure_logging
 from taskhub.openapi import install_openapi
+from taskhub.redis_client import RedisClient, make_redis
 from taskhub.runtime import tune_gc
+from taskhub.tracing import configure_tracing
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 logger = logging.getLogger("taskhub.main")
@@ -54,16 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessionmaker = make_sessionmaker(
             engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        app.state.redis = (
-            Redis.from_url(
-                settings.redis_url,
-                socket_timeout=5,
-                socket_connect_timeout=2,
-                health_check_interval=30,
-            )
-            if settings.redis_url
-            else None
-        )
+        app.state.redis = make_redis(settings, socket_timeout=5) if settings.redis_url else None
         app.state.events = WakeSignal()
         app.state.announcer = Announcer(engine, app.state.events)
         app.state.database = Database(engine, on_events=app.state.announcer.announce)
@@ -73,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
         # or dead outbox rows (embedded).
         app.state.refresh_metrics = pipeline_metrics_refresher(
-            app.state.sessionmaker, app.state.redis, all_partitions(settings.redis_prefix)
+            app.state.sessionmaker,
+            app.state.redis,
+            all_partitions(settings.redis_prefix, settings.stream_partitions),
         )
         dispatcher_task: asyncio.Task[None] | None = None
         if settings.embedded_events:
@@ -139,14 +133,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def check_stream_binding(
-    settings: Settings, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, redis: RedisClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """Refuse to start when REDIS_PREFIX's streams belong to another database.
 
     Best effort otherwise: with Redis or the database down the API still starts (orders go
     to the outbox), and the workers check the binding again before they relay or consume.
     """
-    for keys in all_partitions(settings.redis_prefix):
+    for keys in all_partitions(settings.redis_prefix, settings.stream_partitions):
         binder = StreamBinder(redis=redis, keys=keys, sessionmaker=sessionmaker)
         try:
             async with asyncio.timeout(3):
@@ -159,7 +153,7 @@ async def check_stream_binding(
             return
 
 
-def make_login_limiter(settings: Settings, redis: Redis | None) -> LoginLimiter:
+def make_login_limiter(settings: Settings, redis: RedisClient | None) -> LoginLimiter:
     """Failed-login limits, shared through Redis when there is one."""
     counter = RedisCounter(redis, settings.redis_prefix) if redis is not None else MemoryCounter()
     return LoginLimiter(
@@ -175,6 +169,7 @@ def app_from_env() -> FastAPI:
     """Uvicorn factory entry point: settings from the environment, logging and GC configured."""
     settings = get_settings()
     configure_logging(json_logs=settings.environment != "dev", level=settings.log_level)
+    configure_tracing(service_name="taskhub-api", spans_file=settings.opentelemetry_spans_file)
     app = create_app(settings)
     tune_gc(settings.gc_gen0_threshold)
     return app

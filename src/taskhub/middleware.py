@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskhub.errors import PayloadTooLarge, problem_response
 from taskhub.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
+from taskhub.tracing import forget_incoming, remember_incoming
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 # OWASP REST Security Cheat Sheet: an API response is never framed, sniffed, cached or
@@ -67,6 +68,8 @@ class EdgeMiddleware:
 
         request_id = _incoming_request_id(scope) or new_request_id()
         token = request_id_var.set(request_id)
+        # The request's W3C trace context goes with the events it writes, traced here or not.
+        trace_token = _remember_trace(scope)
         rid = request_id.encode()
         started = time.perf_counter()
         status_holder = [500]
@@ -93,6 +96,7 @@ class EdgeMiddleware:
             finally:
                 self._observe(scope, 413, started)
                 request_id_var.reset(token)
+                forget_incoming(trace_token)
             return
 
         received = 0
@@ -116,6 +120,7 @@ class EdgeMiddleware:
         finally:
             self._observe(scope, status_holder[0], started)
             request_id_var.reset(token)
+            forget_incoming(trace_token)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -179,6 +184,16 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1")
             return candidate if _VALID_REQUEST_ID.match(candidate) else None
     return None
+
+
+def _remember_trace(scope: Scope) -> Any:
+    traceparent = tracestate = None
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            tracestate = value.decode("latin-1")
+    return remember_incoming(traceparent, tracestate) if traceparent is not None else None
 
 
 def _declared_length(scope: Scope) -> int:

@@ -124,6 +124,8 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             "RELAY_POLL_SECONDS": "0.2",
             "EXPIRY_SWEEP_SECONDS": "1",
             "WORKER_CONCURRENCY": str(settings.worker_concurrency),
+            "STREAM_PARTITIONS": str(settings.stream_partitions),
+            "REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         }
         env = process_env(**{**values, **extra_env})
         worker = WorkerProcess(

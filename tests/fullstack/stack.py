@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.config import Settings
-from taskhub.messaging.streams import StreamKeys
+from taskhub.messaging.streams import StreamKeys, all_partitions
 from taskhub.models import OutboxEvent, ProcessedEvent
 from tests.factories import Actor
 from tests.fullstack.conftest import WorkerProcess, pending_orders
@@ -35,6 +35,10 @@ class Stack:
     @property
     def keys(self) -> StreamKeys:
         return StreamKeys(self.settings.redis_prefix)
+
+    @property
+    def partitions(self) -> list[StreamKeys]:
+        return all_partitions(self.settings.redis_prefix, self.settings.stream_partitions)
 
     async def product(self, stock: int) -> int:
         r = await self.client.post(
@@ -76,22 +80,29 @@ class Stack:
         if backlog:
             return False
         redis = self.app.state.redis
-        try:
-            info = await redis.xpending(self.keys.stream, self.keys.group)
-            lag = [g.get("lag") for g in await redis.xinfo_groups(self.keys.stream)]
-        except Exception:  # Redis down, or the stream not created yet
-            return False
-        return int(info["pending"]) == 0 and all(not x for x in lag)
+        for keys in self.partitions:
+            try:
+                info = await redis.xpending(keys.stream, keys.group)
+                lag = [g.get("lag") for g in await redis.xinfo_groups(keys.stream)]
+            except Exception:  # Redis down, or the stream not created yet
+                return False
+            if int(info["pending"]) or any(lag):
+                return False
+        return True
 
     async def wait_consumers(self, count: int) -> None:
         """Wait until `count` worker processes joined the consumer group."""
         redis = self.app.state.redis
 
         async def joined() -> bool:
-            try:
-                return len(await redis.xinfo_consumers(self.keys.stream, self.keys.group)) >= count
-            except Exception:  # the stream or group does not exist yet
-                return False
+            for keys in self.partitions:
+                try:
+                    consumers = await redis.xinfo_consumers(keys.stream, keys.group)
+                except Exception:  # the stream or group does not exist yet
+                    return False
+                if len(consumers) < count:
+                    return False
+            return True
 
         await eventually(joined, timeout=20, what=f"{count} consumers to join")
 

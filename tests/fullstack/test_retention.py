@@ -59,7 +59,7 @@ def make_relay(
     return Relay(
         sessionmaker=sessionmaker,
         redis=redis,
-        keys=StreamKeys(settings.redis_prefix),
+        partitions=[StreamKeys(settings.redis_prefix)],
         database_url=settings.database_url,
         batch_size=batch_size,
         poll_seconds=0.2,

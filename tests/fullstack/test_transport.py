@@ -91,7 +91,7 @@ def make_relay(
     return Relay(
         sessionmaker=sessionmaker,
         redis=redis,
-        keys=StreamKeys(settings.redis_prefix),
+        partitions=[StreamKeys(settings.redis_prefix)],
         database_url=settings.database_url,
         batch_size=50,
         poll_seconds=1.0,
@@ -199,7 +199,7 @@ async def test_notify_wakes_the_relay_before_its_poll(
     relay = Relay(
         sessionmaker=sessionmaker,
         redis=redis_client,
-        keys=keys,
+        partitions=[keys],
         database_url=settings.database_url,
         batch_size=50,
         poll_seconds=30.0,  # only LISTEN/NOTIFY can wake it in time
@@ -450,7 +450,7 @@ async def test_the_relay_publishes_from_sqlite_too(
         relay = Relay(
             sessionmaker=sessionmaker,
             redis=redis_client,
-            keys=keys,
+            partitions=[keys],
             database_url=settings.database_url,
             batch_size=50,
             poll_seconds=30.0,

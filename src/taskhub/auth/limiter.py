@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.auth.limiter")
 
@@ -67,9 +68,13 @@ class MemoryCounter:
 
 
 class RedisCounter:
-    """Counters shared by every API process; fails open (and logs) when Redis is down."""
+    """Counters shared by every API process; fails open (and logs) when Redis is down.
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    Each counter is one key, so its commands (GET + TTL, INCR + EXPIRE) stay in one slot on
+    a Redis Cluster.
+    """
+
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{prefix}:login-failures:"
 

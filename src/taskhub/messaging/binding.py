@@ -22,13 +22,13 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-from redis.asyncio import Redis
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.db import table_of, utcnow
 from taskhub.messaging.streams import StreamKeys, as_str, ensure_group, group_exists
 from taskhub.models import Deployment, OutboxEvent, ProcessedEvent
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.events.binding")
 
@@ -43,7 +43,7 @@ class StreamBinder:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: RedisClient,
         keys: StreamKeys,
         sessionmaker: async_sessionmaker[AsyncSession],
         republish_window: timedelta = timedelta(hours=24),

@@ -17,9 +17,12 @@
 - A deterministic failure counts, in the partition's failures hash (so the count survives
   a worker's death). After `max_deliveries` of them, or at once for a malformed entry, the
   entry is dead-lettered: XADD to the dead stream, XACK and HDEL in one MULTI (one slot).
-- At most `concurrency` entries are handled at once; `stop()` stops reading, and `run`
-  returns once the entries in flight are settled (held entries stay pending for whoever
-  comes next).
+- At most `concurrency` entries (or batches) are handled at once, counted in `Slots` that
+  the consumers of one worker share, one consumer per partition; `stop()` stops reading,
+  and `run` returns once the entries in flight are settled (held entries stay pending for
+  whoever comes next).
+- Each attempt runs in a CONSUMER span (`process <type>`) continuing the trace the entry
+  carries (taskhub.tracing), when the process records spans.
 - With `batches` (PostgreSQL), new entries of one read whose event type has a batch handler
   are applied together in one transaction (`apply_batch`) and acknowledged with one XACK;
   one batch at a time, so what arrives meanwhile makes the next one larger. A failed batch
@@ -36,14 +39,15 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import StreamIdT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from taskhub import tracing
 from taskhub.errors import is_transient
 from taskhub.messaging.backoff import Backoff, retry_delay
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
@@ -62,11 +66,38 @@ from taskhub.messaging.streams import (
     read_entries,
 )
 from taskhub.observability import EVENT_RETRIES, EVENTS_WAITING, request_id_var
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.events.consumer")
 
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _KEEP_CHUNK = 500
+
+
+class Slots:
+    """How many entries (or batches) may be handled at once, shared by the consumers of one
+    process so that partitions do not multiply its database connections."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def free(self) -> int:
+        """Wait for a free slot; how many are free."""
+        while self.used >= self.size:
+            self._freed.clear()
+            await self._freed.wait()
+        return self.size - self.used
+
+    def take(self) -> None:
+        """Occupy one slot."""
+        self.used += 1
+
+    def give(self) -> None:
+        """Free one slot."""
+        self.used -= 1
+        self._freed.set()
 
 
 @dataclass(slots=True)
@@ -85,7 +116,7 @@ class StreamConsumer:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: RedisClient,
         keys: StreamKeys,
         sessionmaker: async_sessionmaker[AsyncSession],
         registry: Registry,
@@ -100,13 +131,14 @@ class StreamConsumer:
         batch_size: int = 100,
         binder: StreamBinder | None = None,
         gate: DatabaseGate | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._sessionmaker = sessionmaker
         self._registry = registry
         self.name = name
-        self._concurrency = concurrency
+        self._slots = slots or Slots(concurrency)
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._block_ms = block_ms
@@ -123,7 +155,6 @@ class StreamConsumer:
         self._batches = batches
         self._batch_size = batch_size
         self._batch: asyncio.Task[None] | None = None
-        self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
         self._rescan = True
 
@@ -202,10 +233,7 @@ class StreamConsumer:
     # Reading -----------------------------------------------------------------------------
 
     async def _free_slots(self) -> int:
-        while len(self._in_flight) >= self._concurrency:
-            self._slot_free.clear()
-            await self._slot_free.wait()
-        return self._concurrency - len(self._in_flight)
+        return await self._slots.free()
 
     def _seconds_to_next_timer(self) -> float:
         """Until the next claim, or the next held entry due, whichever is first."""
@@ -375,12 +403,14 @@ class StreamConsumer:
         task = asyncio.create_task(
             self._guarded(self._settle(entry_id, fields, failures, attempts), entry_id)
         )
+        self._slots.take()
         self._in_flight[entry_id] = task
         task.add_done_callback(lambda done: self._done(done, entry_id))
 
     def _spawn_batch(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> None:
         ids = [entry_id for entry_id, _, _ in entries]
         task = asyncio.create_task(self._guarded(self._settle_batch(entries), ids[0]))
+        self._slots.take()
         self._batch = task
         for entry_id in ids:
             self._in_flight[entry_id] = task
@@ -390,7 +420,7 @@ class StreamConsumer:
         for entry_id in entry_ids:
             if self._in_flight.get(entry_id) is task:
                 del self._in_flight[entry_id]
-        self._slot_free.set()
+        self._slots.give()
 
     async def _guarded(self, settling: Coroutine[Any, Any, None], entry_id: str) -> None:
         try:
@@ -429,13 +459,19 @@ class StreamConsumer:
         for entry in entries:
             by_type.setdefault(entry[2].type, []).append(entry)
         for group in by_type.values():
+            spans = self._spans(group)
             try:
-                await apply_batch(
-                    self._sessionmaker, self._registry, [envelope for _, _, envelope in group]
-                )
-            except asyncio.CancelledError:
+                # A batch of one runs inside its span, so that what its handler writes (the
+                # events it emits) continues the trace; a larger batch has no single parent.
+                with tracing.activated(spans[0] if len(spans) == 1 else None):
+                    await apply_batch(
+                        self._sessionmaker, self._registry, [envelope for _, _, envelope in group]
+                    )
+            except asyncio.CancelledError as exc:
+                self._end_spans(spans, exc)
                 raise
             except Exception as exc:
+                self._end_spans(spans, exc)
                 fault = await self._gate.classify(exc)
                 if fault is Fault.DETERMINISTIC:
                     logger.warning("batch of %d failed (%r); applying one by one", len(group), exc)
@@ -448,9 +484,37 @@ class StreamConsumer:
                     for entry_id, fields, _ in group:
                         self._hold(entry_id, fields, failures=0, attempts=1)
                 continue
+            self._end_spans(spans)
             await self._redis.xack(
                 self._keys.stream, self._keys.group, *(entry_id for entry_id, _, _ in group)
             )
+
+    def _spans(self, entries: Sequence[tuple[str, Fields, Envelope]]) -> list[Span]:
+        """One CONSUMER span per entry, each continuing the entry's own trace."""
+        if not tracing.enabled():
+            return []
+        return [self._span(entry_id, fields, envelope) for entry_id, fields, envelope in entries]
+
+    def _span(self, entry_id: str, fields: Fields, envelope: Envelope) -> Span:
+        return tracing.start_span(
+            f"process {envelope.type}",
+            parent=tracing.carrier_of_entry(fields),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self._keys.stream,
+                "messaging.consumer.group.name": self._keys.group,
+                "messaging.message.id": str(envelope.id),
+                "taskhub.stream_entry_id": entry_id,
+                "taskhub.request_id": envelope.request_id or "",
+            },
+        )
+
+    @staticmethod
+    def _end_spans(spans: list[Span], error: BaseException | None = None) -> None:
+        for span in spans:
+            tracing.end_span(span, error)
 
     async def _envelope(
         self, entry_id: str, fields: Fields | None, failures: int
@@ -474,19 +538,27 @@ class StreamConsumer:
         if envelope is None or not fields:
             return
         token = request_id_var.set(envelope.request_id)
+        span = self._span(entry_id, fields, envelope) if tracing.enabled() else None
+        error: BaseException | None = None
         try:
             try:
-                await apply_event(self._sessionmaker, self._registry, envelope)
+                with tracing.activated(span):
+                    await apply_event(self._sessionmaker, self._registry, envelope)
             except MalformedEvent as exc:
+                error = exc
                 await self._dead_letter(entry_id, fields, str(exc), failures)
                 return
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
+                error = exc
                 raise
             except Exception as exc:
+                error = exc
                 await self._failed(entry_id, fields, envelope, exc, failures, attempts)
                 return
             await self._ack(entry_id, failures)
         finally:
+            if span is not None:
+                tracing.end_span(span, error)
             request_id_var.reset(token)
 
     async def _failed(

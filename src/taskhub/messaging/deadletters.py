@@ -5,23 +5,34 @@ fields (error, deterministic failures, source id, consumer, time); it is never t
 Replay re-adds the original fields to the main stream (a fresh entry, with no failures
 counted), then deletes the dead entry, in one MULTI (both keys share a hash slot).
 Embedded: dead letters are outbox rows with `dead_at` set; replay makes them unpublished.
+
+Each partition has its own dead-letter stream; the tools name a dead letter
+`<partition>/<entry id>` (`p3/1733000000000-0`) and look at every partition that has one.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.db import utcnow
-from taskhub.messaging.streams import ENVELOPE_FIELD, Fields, StreamKeys, entries_of
+from taskhub.messaging.streams import (
+    ENVELOPE_FIELD,
+    MAX_PARTITIONS,
+    Fields,
+    StreamKeys,
+    entries_of,
+    id_key,
+    lengths_of,
+)
 from taskhub.models import OutboxEvent
 from taskhub.observability import DEAD_LETTERED
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.events.deadletters")
 
@@ -46,7 +57,7 @@ class DeadLetter:
 
 
 async def dead_letter(
-    redis: Redis,
+    redis: RedisClient,
     keys: StreamKeys,
     entry_id: str,
     fields: Fields,
@@ -81,7 +92,7 @@ def _text(fields: Fields, key: bytes, default: str = "") -> str:
     return value.decode(errors="replace") if value is not None else default
 
 
-async def list_stream_dead(redis: Redis, keys: StreamKeys, *, limit: int) -> list[DeadLetter]:
+async def list_stream_dead(redis: RedisClient, keys: StreamKeys, *, limit: int) -> list[DeadLetter]:
     """The oldest `limit` entries of the dead-letter stream."""
     entries = entries_of(await redis.xrange(keys.dead, "-", "+", count=limit))
     return [
@@ -97,12 +108,52 @@ async def list_stream_dead(redis: Redis, keys: StreamKeys, *, limit: int) -> lis
     ]
 
 
-async def count_stream_dead(redis: Redis, keys: StreamKeys) -> int:
+async def partitions_with_dead(redis: RedisClient, prefix: str) -> list[StreamKeys]:
+    """The partitions (of all there may be) whose dead-letter stream holds entries."""
+    every = [StreamKeys(prefix, f"p{index}") for index in range(MAX_PARTITIONS)]
+    lengths = await lengths_of(redis, [keys.dead for keys in every])
+    return [keys for keys, length in zip(every, lengths, strict=True) if int(length)]
+
+
+async def list_all_dead(redis: RedisClient, prefix: str, *, limit: int) -> list[DeadLetter]:
+    """The oldest `limit` dead letters over every partition, named `<partition>/<id>`."""
+    letters = []
+    for keys in await partitions_with_dead(redis, prefix):
+        for letter in await list_stream_dead(redis, keys, limit=limit):
+            letters.append(replace(letter, id=f"{keys.partition}/{letter.id}"))
+    letters.sort(key=lambda letter: id_key(letter.id.partition("/")[2]))
+    return letters[:limit]
+
+
+async def replay_all_dead(redis: RedisClient, prefix: str, *, dead_id: str | None) -> int:
+    """Replay one dead letter (`<partition>/<id>`, or a bare id looked up in every
+    partition), or every one when `dead_id` is None, each into its own partition."""
+    return await _each_dead(redis, prefix, dead_id, replay_stream_dead)
+
+
+async def drop_all_dead(redis: RedisClient, prefix: str, *, dead_id: str | None) -> int:
+    """Drop one dead letter (named as for `replay_all_dead`), or every one."""
+    return await _each_dead(redis, prefix, dead_id, drop_stream_dead)
+
+
+async def _each_dead(redis: RedisClient, prefix: str, dead_id: str | None, action: Any) -> int:
+    partition, _, entry_id = (dead_id or "").rpartition("/")
+    if partition:
+        return int(await action(redis, StreamKeys(prefix, partition), entry_id=entry_id))
+    done = 0
+    for keys in await partitions_with_dead(redis, prefix):
+        done += await action(redis, keys, entry_id=entry_id or None)
+        if dead_id is not None and done:
+            break
+    return done
+
+
+async def count_stream_dead(redis: RedisClient, keys: StreamKeys) -> int:
     """How many entries the dead-letter stream holds."""
     return int(await redis.xlen(keys.dead))
 
 
-async def replay_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | None) -> int:
+async def replay_stream_dead(redis: RedisClient, keys: StreamKeys, *, entry_id: str | None) -> int:
     """Move one dead entry (or all, when `entry_id` is None) back to the main stream."""
     moved = 0
     while True:
@@ -126,7 +177,7 @@ async def replay_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | 
             return moved
 
 
-async def drop_stream_dead(redis: Redis, keys: StreamKeys, *, entry_id: str | None) -> int:
+async def drop_stream_dead(redis: RedisClient, keys: StreamKeys, *, entry_id: str | None) -> int:
     """Delete one dead entry, or every one."""
     if entry_id is not None:
         return int(await redis.xdel(keys.dead, entry_id))

@@ -7,7 +7,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.messaging.deadletters import count_outbox_dead, count_stream_dead
@@ -21,6 +20,7 @@ from taskhub.observability import (
     STREAM_PENDING,
     STREAM_TRIM_POINT,
 )
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.events.metrics")
 
@@ -29,7 +29,7 @@ Refresh = Callable[[], Awaitable[None]]
 
 def pipeline_metrics_refresher(
     sessionmaker: async_sessionmaker[AsyncSession],
-    redis: Redis | None,
+    redis: RedisClient | None,
     partitions: list[StreamKeys],
 ) -> Refresh:
     """An async callable that updates the gauges; errors are logged, never raised."""
@@ -54,7 +54,7 @@ def pipeline_metrics_refresher(
     return refresh
 
 
-async def _refresh_stream(redis: Redis, keys: StreamKeys) -> None:
+async def _refresh_stream(redis: RedisClient, keys: StreamKeys) -> None:
     state = await stream_state(redis, keys)
     STREAM_LENGTH.labels(keys.stream).set(state.length)
     for group in state.groups:

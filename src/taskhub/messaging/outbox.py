@@ -18,12 +18,13 @@ from taskhub.messaging.envelope import Envelope, envelope_of
 from taskhub.messaging.signal import WakeSignal
 from taskhub.models import OutboxEvent
 from taskhub.observability import request_id_var
+from taskhub.tracing import current_carrier
 
 logger = logging.getLogger("taskhub.events.outbox")
 
 _outbox = table_of(OutboxEvent)
 # The columns every event row gets from `event_values` (the payload comes separately).
-_EVENT_COLUMNS = ("event_id", "type", "version", "request_id", "occurred_at")
+_EVENT_COLUMNS = ("event_id", "type", "version", "request_id", "trace_context", "occurred_at")
 INSERT_EVENT = DriverStatement(
     insert(_outbox)
     .values(
@@ -32,6 +33,7 @@ INSERT_EVENT = DriverStatement(
         version=bindparam("version"),
         payload=bindparam("payload", type_=JSON()),
         request_id=bindparam("request_id"),
+        trace_context=bindparam("trace_context"),
         occurred_at=bindparam("occurred_at", type_=UTCDateTime()),
         attempts=0,
     )
@@ -40,12 +42,14 @@ INSERT_EVENT = DriverStatement(
 
 
 def event_values(*, type: str, version: int = 1) -> dict[str, Any]:  # noqa: A002
-    """The columns of a new event but its payload: a fresh id, this request's id, now."""
+    """The columns of a new event but its payload: a fresh id, this request's id and trace
+    context (taskhub.tracing), now."""
     return {
         "event_id": str(uuid.uuid4()),
         "type": type,
         "version": version,
         "request_id": request_id_var.get(),
+        "trace_context": current_carrier(),
         "occurred_at": utcnow(),
     }
 

@@ -1,18 +1,25 @@
-"""The relay: moves unpublished outbox rows onto the Redis stream and marks them published.
+"""The relay: moves unpublished outbox rows onto the partitions' streams, marks them published.
 
-Several relays may run at once (one per worker process). On PostgreSQL each batch is
-claimed with `FOR UPDATE SKIP LOCKED`, so relays never publish the same rows concurrently;
-the rows stay locked until the XADDs succeeded and `published_at` is committed. A crash
-between the XADD and the commit publishes the batch again, which the idempotent handlers
-absorb. The relay wakes on PostgreSQL `LISTEN` (writers NOTIFY once their transaction
-committed: `outbox.Announcer`), or after `poll_seconds` at the latest.
+Several relays may run at once (one per worker process). They take turns: on PostgreSQL each
+batch is claimed and published under a transaction-scoped advisory lock (`RELAY_LOCK`), so
+batches reach the streams in outbox order and the events of one order keep their order in
+their partition. The claim itself also skips locked rows (`FOR UPDATE SKIP LOCKED`). The
+rows stay locked until the XADDs succeeded (and, on a cluster, reached a replica:
+`streams.publish`) and `published_at` is committed. A crash between the XADD and the commit
+publishes the batch again, which the idempotent handlers absorb. The relay wakes on
+PostgreSQL `LISTEN` (writers NOTIFY once their transaction committed: `outbox.Announcer`),
+or after `poll_seconds` at the latest.
 
-Before publishing, the partition is bound to this database and its group exists
-(`binding.StreamBinder`; a lost group gets the events it may have held published again).
-Backpressure: the relay publishes only while the group's lag (entries not yet delivered) is
-below `maxlen` (STREAM_MAXLEN), and never more than the room left; the outbox keeps the rest.
-Several relays may overshoot by one batch each. Retention: about once a second the relay
-trims the entries every group has acknowledged (`streams.trim`), and nothing else.
+Each event goes to its partition (`streams.partition_index`: its order id, or project id,
+among STREAM_PARTITIONS). Before publishing, every partition is bound to this database and
+its group exists (`binding.StreamBinder`; a lost group gets the events it may have held
+published again). While the relays' pause flag is set (`taskhub streams drain`) nothing is
+published; the flag is read under the advisory lock, so once `wait_for_relays` returned no
+relay publishes any more. Backpressure: the relay publishes only while every partition's
+group lags (entries not yet delivered) less than `maxlen` (STREAM_MAXLEN), and never more
+than the room left in the most lagging one; the outbox keeps the rest. Several relays may
+overshoot by one batch each. Retention: about once a second the relay trims, in every
+partition, the entries every group has acknowledged (`streams.trim`), and nothing else.
 """
 
 from __future__ import annotations
@@ -21,15 +28,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
-from sqlalchemy import Integer, bindparam, select, update
+import orjson
+from opentelemetry.trace import Span, SpanKind
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from taskhub import tracing
 from taskhub.db import UTCDateTime, table_of, utcnow
 from taskhub.driver import DriverStatement, Row, connection
 from taskhub.messaging.backoff import Backoff
@@ -40,13 +49,18 @@ from taskhub.messaging.signal import WakeSignal
 from taskhub.messaging.streams import (
     ENVELOPE_FIELD,
     GROUP,
+    ControlKeys,
+    Fields,
     StreamKeys,
     StreamState,
+    partition_index,
+    publish,
     stream_state,
     trim,
 )
 from taskhub.models import OutboxEvent
 from taskhub.observability import OUTBOX_PUBLISHED, RELAY_HELD_BACK
+from taskhub.redis_client import RedisClient
 
 logger = logging.getLogger("taskhub.events.relay")
 
@@ -73,49 +87,75 @@ CLAIM_BATCH = DriverStatement(
         _outbox.c.version,
         _outbox.c.payload,
         _outbox.c.request_id,
+        _outbox.c.trace_context,
         _outbox.c.occurred_at,
     )
 )
+# The relays' turn (PostgreSQL): a transaction-scoped advisory lock, so batches are
+# published one after the other, in outbox order. The key is arbitrary but fixed.
+RELAY_LOCK = 0x7461736B_6875620A
+TAKE_TURN = DriverStatement(select(func.pg_advisory_xact_lock(bindparam("key"))))
+
+
+async def wait_for_relays(engine: AsyncEngine) -> None:
+    """Return once no relay is in the middle of a batch (PostgreSQL; see the module
+    docstring). A relay that takes its turn afterwards reads the pause flag first."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with connection(engine, transaction=True) as lent:
+        await lent.run(TAKE_TURN, key=RELAY_LOCK)
 
 
 class Relay:
-    """Publish the outbox to the stream until `stop()`."""
+    """Publish the outbox to the partitions' streams until `stop()`."""
 
     def __init__(
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis,
-        keys: StreamKeys,
+        redis: RedisClient,
+        partitions: Sequence[StreamKeys],
         database_url: str | None,
         batch_size: int,
         poll_seconds: float,
         maxlen: int,
-        binder: StreamBinder | None = None,
+        binders: Mapping[str, StreamBinder] | None = None,
         state_every: float = 1.0,
     ) -> None:
+        if not partitions:
+            raise ValueError("a relay needs at least one partition")
         self._sessionmaker = sessionmaker
         self._engine: AsyncEngine = sessionmaker.kw["bind"]
         self._redis = redis
-        self._keys = keys
+        self._partitions = list(partitions)
+        self._control = ControlKeys(self._partitions[0].prefix)
         self._database_url = database_url
         self._batch = batch_size
         self._poll = poll_seconds
         self._maxlen = maxlen
-        self._binder = binder or StreamBinder(redis=redis, keys=keys, sessionmaker=sessionmaker)
+        binders = binders or {}
+        self._binders = [
+            binders.get(keys.partition)
+            or StreamBinder(redis=redis, keys=keys, sessionmaker=sessionmaker)
+            for keys in self._partitions
+        ]
+        self._take_turns = self._engine.dialect.name == "postgresql"
         self._signal = WakeSignal()
         self._stopping = False
         self._listener: Any = None
         self._bound = False
-        # The last stream state read, when, and how many entries were added since: their
-        # sum bounds the group's lag from above (consumers only make it smaller).
+        # The last state read of each partition's stream, when, and how many entries were
+        # added to each since: their sum bounds the group's lag from above (consumers only
+        # make it smaller).
         self._state_every = state_every
-        self._state: StreamState | None = None
+        self._states: list[StreamState] | None = None
         self._state_at = 0.0
-        self._added = 0
+        self._added = [0] * len(self._partitions)
         self._next_trim = 0.0
         self._room_limited = False
-        RELAY_HELD_BACK.labels(keys.stream).set(0)
+        self.paused = False
+        for keys in self._partitions:
+            RELAY_HELD_BACK.labels(keys.stream).set(0)
 
     def stop(self) -> None:
         """Finish the current batch, then return from `run`."""
@@ -129,7 +169,7 @@ class Relay:
     async def run(self) -> None:
         """Publish batches until stopped; retries with backoff while a dependency is down.
 
-        Raises DeploymentMismatch: the stream belongs to another database.
+        Raises DeploymentMismatch: a stream belongs to another database.
         """
         backoff = Backoff(base=0.05, cap=2.0)
         try:
@@ -142,13 +182,15 @@ class Relay:
                     raise
                 except Exception as exc:  # Redis or the database down: retry, never die
                     self._bound = False
-                    self._state = None
+                    self._states = None
                     delay = backoff.next()
                     logger.warning("relay: publish failed (%r); retrying in %.2fs", exc, delay)
                     await self._signal.wait(delay)
                     continue
                 backoff.reset()
-                if self._room_limited:
+                if self.paused:
+                    await self._signal.wait(self._poll)
+                elif self._room_limited:
                     # Held back by the group's lag: look again soon, the consumers drain it.
                     await self._signal.wait(min(self._poll, 0.05))
                 elif published < self._batch:
@@ -157,47 +199,62 @@ class Relay:
             await self._close_listener()
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch of unpublished rows (less when the group lags); returns
-        how many."""
+        """Publish up to one batch of unpublished rows (less when a group lags, none while
+        paused); returns how many."""
         if not self._bound:
-            # The group must exist before the first XADD, or a group created later at "$"
+            # A group must exist before the first XADD, or a group created later at "$"
             # would skip those entries (and Redis may have restarted empty).
-            await self._binder.bind()
+            for binder in self._binders:
+                await binder.bind()
             self._bound = True
-            self._state = None
+            self._states = None
         room = await self._room()
         self._room_limited = room < self._batch
-        RELAY_HELD_BACK.labels(self._keys.stream).set(int(room <= 0))
         if room <= 0:
             return 0
         params = {"batch": min(self._batch, room), "now": utcnow()}
-        # BEGIN, one UPDATE ... RETURNING, the XADDs, COMMIT.
+        # BEGIN, (our turn), the pause flag, one UPDATE ... RETURNING, the XADDs, COMMIT.
         async with connection(self._engine, transaction=True) as lent:
+            if self._take_turns:
+                await lent.run(TAKE_TURN, key=RELAY_LOCK)
+            self.paused = bool(await self._redis.exists(self._control.relay_paused))
+            if self.paused:
+                return 0
             rows = await lent.run(CLAIM_BATCH, **params)
             await self._xadd(rows)
-        self._added += len(rows)
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def _room(self) -> int:
-        """How many entries may be added before the group's lag reaches `maxlen`."""
-        stale = self._state is None or time.monotonic() - self._state_at >= self._state_every
+        """How many entries may be added before a partition's group lag reaches `maxlen`."""
+        stale = self._states is None or time.monotonic() - self._state_at >= self._state_every
         if stale or self._lag_bound() + self._batch > self._maxlen:
             await self._read_state()
         return self._maxlen - self._lag_bound()
 
     def _lag_bound(self) -> int:
-        group = self._state.group(GROUP) if self._state is not None else None
-        return (group.lag if group is not None else 0) + self._added
+        if self._states is None:
+            return max(self._added)
+        bounds = []
+        for state, added, keys in zip(self._states, self._added, self._partitions, strict=True):
+            group = state.group(GROUP)
+            bound = (group.lag if group is not None else 0) + added
+            RELAY_HELD_BACK.labels(keys.stream).set(int(bound >= self._maxlen))
+            bounds.append(bound)
+        return max(bounds)
 
-    async def _read_state(self) -> StreamState:
-        state = await stream_state(self._redis, self._keys)
-        if state.group(GROUP) is None:
-            # Redis lost the group since we bound it (restarted empty, or flushed).
-            await self._binder.bind()
-            state = await stream_state(self._redis, self._keys)
-        self._state, self._state_at, self._added = state, time.monotonic(), 0
-        return state
+    async def _read_state(self) -> list[StreamState]:
+        states = list(
+            await asyncio.gather(*(stream_state(self._redis, keys) for keys in self._partitions))
+        )
+        for index, state in enumerate(states):
+            if state.group(GROUP) is None:
+                # Redis lost the group since we bound it (restarted empty, or flushed).
+                await self._binders[index].bind()
+                states[index] = await stream_state(self._redis, self._partitions[index])
+        self._states, self._state_at = states, time.monotonic()
+        self._added = [0] * len(self._partitions)
+        return states
 
     async def _trim_if_due(self) -> None:
         """About once a second: drop the entries every group has acknowledged."""
@@ -205,29 +262,67 @@ class Relay:
         if now < self._next_trim:
             return
         self._next_trim = now + self._state_every
-        state = self._state
-        if state is None or now - self._state_at >= self._state_every:
-            state = await self._read_state()
-        await trim(self._redis, self._keys, state)
+        states = self._states
+        if states is None or now - self._state_at >= self._state_every:
+            states = await self._read_state()
+        await asyncio.gather(
+            *(
+                trim(self._redis, keys, state)
+                for keys, state in zip(self._partitions, states, strict=True)
+            )
+        )
 
     async def _xadd(self, rows: Sequence[Row]) -> None:
-        """Append the claimed rows to the stream, in outbox order (inside the claim's
-        transaction: if this fails, the rows stay unpublished)."""
+        """Append the claimed rows to their partitions' streams, in outbox order (inside the
+        claim's transaction: if this fails, the rows stay unpublished)."""
         if not rows:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for row in sorted(rows, key=lambda row: int(row["id"])):
-                envelope = envelope_json(
+        count = len(self._partitions)
+        traced = tracing.enabled()
+        spans: list[Span] = []
+        entries: list[tuple[StreamKeys, Fields]] = []
+        for row in sorted(rows, key=lambda row: int(row["id"])):
+            payload = row["payload"]
+            if isinstance(payload, str):
+                payload = orjson.loads(payload)
+            index = partition_index(payload, count)
+            keys = self._partitions[index]
+            fields: Fields = {
+                ENVELOPE_FIELD: envelope_json(
                     event_id=row["event_id"],
                     type=row["type"],
                     occurred_at=row["occurred_at"],
                     version=row["version"],
-                    payload=row["payload"],
+                    payload=payload,
                     request_id=row["request_id"],
                 )
-                # No MAXLEN: only `trim` removes entries, once every group acknowledged them.
-                pipe.xadd(self._keys.stream, {ENVELOPE_FIELD: envelope})
-            await pipe.execute()
+            }
+            carrier = tracing.decode(row["trace_context"])
+            if traced and carrier:
+                span = tracing.start_span(
+                    f"publish {row['type']}",
+                    parent=carrier,
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "redis",
+                        "messaging.operation.type": "send",
+                        "messaging.destination.name": keys.stream,
+                        "messaging.message.id": str(row["event_id"]),
+                    },
+                )
+                spans.append(span)
+                carrier = tracing.carrier_of(span)
+            fields.update(tracing.entry_fields(carrier))
+            entries.append((keys, fields))
+            self._added[index] += 1
+        try:
+            await publish(self._redis, entries)
+        except BaseException as exc:
+            for span in spans:
+                tracing.end_span(span, exc)
+            raise
+        for span in spans:
+            span.end()
 
     async def _ensure_listener(self) -> None:
         """LISTEN for outbox inserts on PostgreSQL; best effort, the poll covers failures.

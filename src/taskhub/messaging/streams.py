@@ -1,11 +1,17 @@
-"""Redis keys of the event streams, and the per-stream reads the pipeline makes.
+"""Redis keys of the event streams, partitioning, and the per-stream reads the pipeline makes.
 
-Every key of one partition carries the same Redis Cluster hash tag, `{events.<partition>}`,
-so that the stream, its dead-letter stream, its failure counts and its binding live in one
-slot: a MULTI that dead-letters (XADD to the dead stream + XACK + HDEL) stays atomic on a
-cluster, and partitions can later spread over the cluster's nodes. Every command here names
-one partition's keys only; nothing crosses slots. Today there is one partition, `p0`;
-`partition_for` is the single place that will map an event to its partition.
+**Partitions.** `STREAM_PARTITIONS` (N, 1 to 256) streams carry the events. An event goes
+to partition `crc32(key) mod N`, where the key is the decimal text of its payload's
+`order_id`, or else its `project_id` (`partition_index`): every event of one order (or one
+project) lands in one stream, in the order the relay read them from the outbox. An event
+naming neither goes to `p0`.
+
+**Keys.** Every key of one partition carries the same Redis Cluster hash tag,
+`{events.p<k>}`, so that the stream, its dead-letter stream, its failure counts and its
+binding live in one slot: a MULTI that dead-letters (XADD to the dead stream + XACK + HDEL)
+stays atomic on a cluster, and the partitions spread over the cluster's nodes. Every
+command here names one partition's keys only; nothing crosses slots. The relays' pause
+flag (`control_keys`) is a key of its own.
 
 Retention: nothing caps the stream when writing (no `MAXLEN`). `stream_state` finds the
 trim point, the oldest entry some consumer group still needs (its oldest pending entry, or
@@ -16,20 +22,29 @@ lag (entries not yet delivered) is at STREAM_MAXLEN; the outbox keeps the events
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.asyncio import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError
+
+from taskhub.redis_client import RedisClient
 
 GROUP = "taskhub-workers"
 ENVELOPE_FIELD = b"envelope"
 Fields = dict[bytes, bytes]
 Entry = tuple[str, Fields | None]
 DEFAULT_PARTITION = "p0"
+MAX_PARTITIONS = 256
+# Payload keys an event is partitioned by, in order of preference (EVENTS.md).
+PARTITION_KEYS = ("order_id", "project_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +85,108 @@ class StreamKeys:
         return GROUP
 
 
-def partition_for(_payload: dict[str, object]) -> str:
-    """The partition of an event; one for now (see the module docstring)."""
-    return DEFAULT_PARTITION
+def partition_index(payload: Mapping[str, object], count: int) -> int:
+    """The partition number (0 to `count` - 1) of an event with this payload."""
+    if count <= 1:
+        return 0
+    for name in PARTITION_KEYS:
+        key = payload.get(name)
+        if key is not None and not isinstance(key, bool):
+            return zlib.crc32(str(key).encode()) % count
+    return 0
 
 
-def all_partitions(prefix: str) -> list[StreamKeys]:
-    """Every partition a worker consumes and the tools inspect."""
-    return [StreamKeys(prefix, DEFAULT_PARTITION)]
+def partition_for(payload: Mapping[str, object], count: int = 1) -> str:
+    """The partition (`p<k>`) of an event with this payload, among `count`."""
+    return f"p{partition_index(payload, count)}"
+
+
+def all_partitions(prefix: str, count: int = 1) -> list[StreamKeys]:
+    """The keys of partitions p0 … p<count - 1>: what workers consume and tools inspect."""
+    if not 1 <= count <= MAX_PARTITIONS:
+        raise ValueError(f"STREAM_PARTITIONS must be 1 to {MAX_PARTITIONS}, not {count}")
+    return [StreamKeys(prefix, f"p{index}") for index in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlKeys:
+    """Keys that concern every partition (each a key of its own: one slot per command)."""
+
+    prefix: str
+
+    @property
+    def relay_paused(self) -> str:
+        """Set while the relays must not publish (`taskhub streams drain`)."""
+        return f"{self.prefix}:events:relay-paused"
+
+
+async def lengths_of(redis: RedisClient, streams: Sequence[str]) -> list[int]:
+    """XLEN of each stream, in one pipeline (a cluster client splits it by node)."""
+    if not streams:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.xlen(stream)
+        return [int(n) for n in await pipe.execute()]
+
+
+async def partitions_in_use(redis: RedisClient, prefix: str, count: int) -> list[StreamKeys]:
+    """Partitions at or beyond `count` whose stream holds entries not yet delivered or not
+    acknowledged: left behind by a larger STREAM_PARTITIONS."""
+    extra = [StreamKeys(prefix, f"p{index}") for index in range(count, MAX_PARTITIONS)]
+    lengths = await lengths_of(redis, [keys.stream for keys in extra])
+    candidates = [keys for keys, length in zip(extra, lengths, strict=True) if int(length)]
+    states = await asyncio.gather(*(stream_state(redis, keys) for keys in candidates))
+    return [keys for keys, state in zip(candidates, states, strict=True) if state.unsettled]
+
+
+# How long a relay waits for a cluster replica to confirm the entries it added.
+REPLICA_WAIT_MS = 500
+
+
+class NotReplicated(RedisError):
+    """A cluster master did not get the entries onto its replica in time: not published."""
+
+
+async def publish(redis: RedisClient, entries: Sequence[tuple[StreamKeys, Fields]]) -> None:
+    """XADD each entry to its partition's stream, in order, in one pipeline.
+
+    On a Redis Cluster, each master that took entries and has a replica is then asked to
+    `WAIT` until one replica holds them (on the connection that sent them, which is what
+    WAIT counts): a failover promotes that replica, so no entry whose outbox row is marked
+    published can vanish with its master. A master that cannot confirm in time raises
+    NotReplicated; a moved slot raises too, after the client re-read the cluster's layout.
+    The caller then leaves the rows unpublished and tries again (a duplicate entry is
+    harmless: the handlers are idempotent).
+    """
+    if not entries:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys, fields in entries:
+            # No MAXLEN: only `trim` removes entries, once every group acknowledged them.
+            pipe.xadd(keys.stream, dict(fields))  # type: ignore[arg-type]
+        if not isinstance(redis, RedisCluster):
+            await pipe.execute()
+            return
+        if not redis.nodes_manager.slots_cache:
+            await redis.initialize()  # the layout tells which masters have a replica
+        waits = 0
+        masters: dict[str, Any] = {}
+        for keys in {keys.stream: keys for keys, _ in entries}.values():
+            nodes = redis.nodes_manager.slots_cache.get(key_slot(keys.stream.encode()), [])
+            if len(nodes) > 1:  # a master with a replica that is not failed
+                masters.setdefault(nodes[0].name, nodes[0])
+        for node in masters.values():
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+            waits += 1
+        try:
+            replies = await pipe.execute(allow_redirections=False)  # type: ignore[call-arg]
+        except (MovedError, AskError):
+            await redis.nodes_manager.initialize()
+            raise
+    if waits and min(int(reply) for reply in replies[-waits:]) < 1:
+        await redis.nodes_manager.initialize()  # a replica may have failed: look again
+        raise NotReplicated("a cluster master did not replicate the new entries in time")
 
 
 def consumer_name() -> str:
@@ -85,7 +194,7 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-async def ensure_group(redis: Redis, keys: StreamKeys) -> bool:
+async def ensure_group(redis: RedisClient, keys: StreamKeys) -> bool:
     """Create the stream and its group (from the start of the stream) if absent; True when
     this call created the group."""
     try:
@@ -97,7 +206,7 @@ async def ensure_group(redis: Redis, keys: StreamKeys) -> bool:
     return True
 
 
-async def group_exists(redis: Redis, keys: StreamKeys) -> bool:
+async def group_exists(redis: RedisClient, keys: StreamKeys) -> bool:
     """Whether the partition's stream has its consumer group."""
     try:
         groups = await redis.xinfo_groups(keys.stream)
@@ -136,6 +245,11 @@ class StreamState:
         return max((g.lag for g in self.groups), default=0)
 
     @property
+    def unsettled(self) -> int:
+        """Entries some group has not been delivered, or has not acknowledged."""
+        return sum(g.lag + g.pending for g in self.groups)
+
+    @property
     def trim_point(self) -> str | None:
         """Entries with smaller ids are acknowledged by every group (None: keep all)."""
         if not self.groups:
@@ -147,7 +261,7 @@ class StreamState:
         return min(needed, key=id_key)
 
 
-async def stream_state(redis: Redis, keys: StreamKeys) -> StreamState:
+async def stream_state(redis: RedisClient, keys: StreamKeys) -> StreamState:
     """Read the stream's length and groups (two round trips at most)."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xlen(keys.stream)
@@ -186,7 +300,7 @@ async def stream_state(redis: Redis, keys: StreamKeys) -> StreamState:
     return StreamState(length=int(length), groups=out)
 
 
-async def trim(redis: Redis, keys: StreamKeys, state: StreamState) -> int:
+async def trim(redis: RedisClient, keys: StreamKeys, state: StreamState) -> int:
     """Drop entries every group has acknowledged (older than `state.trim_point`)."""
     point = state.trim_point
     if point is None or state.length == 0:
@@ -211,7 +325,9 @@ def id_time(entry_id: str) -> float:
     return id_key(entry_id)[0] / 1000
 
 
-async def acknowledge(redis: Redis, keys: StreamKeys, entry_id: str, *, failures: int) -> None:
+async def acknowledge(
+    redis: RedisClient, keys: StreamKeys, entry_id: str, *, failures: int
+) -> None:
     """XACK an entry; with its failure count (HDEL) in the same MULTI when it has one."""
     if not failures:
         await redis.xack(keys.stream, keys.group, entry_id)

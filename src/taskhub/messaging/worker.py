@@ -1,4 +1,11 @@
-"""`taskhub worker`: the relay, the stream consumer and the periodic jobs, in one process.
+"""`taskhub worker`: the relay, the stream consumers and the periodic jobs, in one process.
+
+Every worker reads every partition through the consumer group: one consumer per partition,
+sharing the process's `WORKER_CONCURRENCY` slots, so the group spreads each partition's
+entries over the workers that are running, and each worker's claimer takes over what a dead
+worker left pending on every partition. Partitions beyond STREAM_PARTITIONS that still hold
+undelivered or unacknowledged entries (left by a larger setting) are consumed too, with a
+warning, until the next restart.
 
 Runs until SIGTERM or SIGINT, then shuts down gracefully: it stops reading new entries,
 finishes and acknowledges the handlers in flight, and returns (exit code 0). If a stream
@@ -14,7 +21,6 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
@@ -22,25 +28,25 @@ from taskhub.db import make_engine, make_sessionmaker
 from taskhub.errors import is_transient
 from taskhub.messaging.backoff import Backoff
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
-from taskhub.messaging.consumer import StreamConsumer
+from taskhub.messaging.consumer import Slots, StreamConsumer
 from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.faults import DatabaseGate
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.relay import Relay
-from taskhub.messaging.streams import all_partitions, consumer_name
+from taskhub.messaging.streams import (
+    StreamKeys,
+    all_partitions,
+    consumer_name,
+    partitions_in_use,
+)
+from taskhub.redis_client import RedisClient, make_redis
 
 logger = logging.getLogger("taskhub.worker")
 
 
-def make_stream_redis(url: str) -> Redis:
+def make_stream_redis(settings: Settings) -> RedisClient:
     """A client for the stream commands; XREADGROUP blocks at most a second."""
-    return Redis.from_url(
-        url,
-        socket_timeout=10,
-        socket_connect_timeout=2,
-        health_check_interval=30,
-        max_connections=None,
-    )
+    return make_redis(settings, socket_timeout=10)
 
 
 class Worker:
@@ -53,53 +59,78 @@ class Worker:
         self.registry = registry
         self.engine = make_engine(settings)
         self.sessionmaker = make_sessionmaker(self.engine)
-        self.redis = make_stream_redis(settings.redis_url)
+        self.redis = make_stream_redis(settings)
         self.name = consumer_name()
-        keys = all_partitions(settings.redis_prefix)
-        handlers = {event_type: len(regs) for event_type, regs in registry.handlers.items()}
-        self.binders = binders = {
-            partition: StreamBinder(
-                redis=self.redis,
-                keys=partition,
-                sessionmaker=self.sessionmaker,
-                republish_window=settings.stream_republish_window,
-                handlers_per_type=handlers,
-            )
-            for partition in keys
-        }
+        keys = all_partitions(settings.redis_prefix, settings.stream_partitions)
+        self.binders: dict[str, StreamBinder] = {}
         self.gate = DatabaseGate(self.engine)
+        self.slots = Slots(settings.worker_concurrency)
         self.relays = [
             Relay(
                 sessionmaker=self.sessionmaker,
                 redis=self.redis,
-                keys=keys[0],  # the relay writes every event to its partition's stream
+                partitions=keys,  # each event goes to its partition's stream
                 database_url=settings.listen_url,  # LISTEN here; None: poll
                 batch_size=settings.relay_batch_size,
                 poll_seconds=settings.relay_poll_seconds,
                 maxlen=settings.stream_maxlen,
-                binder=binders[keys[0]],
+                binders={k.partition: self._binder(k) for k in keys},
             )
         ]
-        self.consumers = [
-            StreamConsumer(
-                redis=self.redis,
-                keys=partition,
-                sessionmaker=self.sessionmaker,
-                registry=registry,
-                name=self.name,
-                concurrency=settings.worker_concurrency,
-                claim_idle_ms=settings.event_claim_idle_ms,
-                max_deliveries=settings.event_max_deliveries,
-                retry_cap_seconds=settings.event_retry_max_seconds,
-                batches=True,
-                batch_size=settings.worker_batch_size,
-                binder=binders[partition],
-                gate=self.gate,
-            )
-            for partition in keys
-        ]
+        self.consumers = [self._consumer(partition) for partition in keys]
         self.refresh_metrics = pipeline_metrics_refresher(self.sessionmaker, self.redis, keys)
         self._stop = asyncio.Event()
+
+    def _binder(self, keys: StreamKeys) -> StreamBinder:
+        """The partition's binder, shared by this process's relay and consumer."""
+        if keys.partition not in self.binders:
+            self.binders[keys.partition] = StreamBinder(
+                redis=self.redis,
+                keys=keys,
+                sessionmaker=self.sessionmaker,
+                republish_window=self.settings.stream_republish_window,
+                handlers_per_type={t: len(regs) for t, regs in self.registry.handlers.items()},
+            )
+        return self.binders[keys.partition]
+
+    def _consumer(self, keys: StreamKeys) -> StreamConsumer:
+        settings = self.settings
+        return StreamConsumer(
+            redis=self.redis,
+            keys=keys,
+            sessionmaker=self.sessionmaker,
+            registry=self.registry,
+            name=self.name,
+            concurrency=settings.worker_concurrency,
+            claim_idle_ms=settings.event_claim_idle_ms,
+            max_deliveries=settings.event_max_deliveries,
+            retry_cap_seconds=settings.event_retry_max_seconds,
+            batches=True,
+            batch_size=settings.worker_batch_size,
+            binder=self._binder(keys),
+            gate=self.gate,
+            slots=self.slots,
+        )
+
+    async def _adopt_leftover_partitions(self) -> None:
+        """Consume, too, the partitions beyond STREAM_PARTITIONS that still hold entries not
+        delivered or not acknowledged (STREAM_PARTITIONS was lowered without a drain)."""
+        count = self.settings.stream_partitions
+        try:
+            leftover = await partitions_in_use(self.redis, self.settings.redis_prefix, count)
+        except Exception as exc:  # Redis gone again: the drain procedure still covers it
+            logger.warning("worker: could not look for leftover partitions (%r)", exc)
+            return
+        for keys in leftover:
+            logger.warning(
+                "%s holds entries but STREAM_PARTITIONS=%d no longer covers it: consuming "
+                "it until this worker restarts (see `taskhub streams drain`)",
+                keys.stream,
+                count,
+            )
+            consumer = self._consumer(keys)
+            await self._binder(keys).verify()
+            self.consumers.append(consumer)
 
     def stop(self) -> None:
         """Begin the graceful shutdown."""
@@ -117,6 +148,7 @@ class Worker:
         try:
             if not await self._verify_bindings():
                 return
+            await self._adopt_leftover_partitions()
         except BaseException:
             await self.redis.aclose()
             await self.engine.dispose()

@@ -35,6 +35,8 @@ class OutboxEvent(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # The W3C trace context of the writing request, as JSON text (taskhub.tracing).
+    trace_context: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Embedded dispatch only: failed attempts, and when the event was given up on.
