@@ -7,6 +7,7 @@ from taskhub.auth import tokens
 from taskhub.config import Settings, get_settings
 from taskhub.messaging.dispatch import Registry
 from taskhub.orders import handlers as order_handlers
+from taskhub.projects.events import PROJECT_EVENTS
 
 
 def build_registry(settings: Settings | None = None) -> Registry:
@@ -14,6 +15,7 @@ def build_registry(settings: Settings | None = None) -> Registry:
     settings = settings or get_settings()
     registry = Registry()
     order_handlers.register(registry, reservation_ttl=settings.reservation_ttl)
+    registry.declare(*PROJECT_EVENTS)
     registry.every("idempotency.purge")(idempotency.purge_expired)
     registry.every("tokens.purge")(tokens.purge_revoked_tokens)
     return registry
