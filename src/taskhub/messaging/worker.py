@@ -1,4 +1,5 @@
-"""`taskhub worker`: the relay, the stream consumer and the periodic jobs, in one process.
+"""`taskhub worker`: the relay, the stream consumer, the periodic jobs and the webhook
+deliveries, in one process.
 
 Runs until SIGTERM or SIGINT, then shuts down gracefully: it stops reading new entries,
 finishes and acknowledges the handlers in flight, and returns (exit code 0). If a stream
@@ -11,7 +12,8 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
@@ -28,6 +30,7 @@ from taskhub.messaging.faults import DatabaseGate
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.relay import Relay
 from taskhub.messaging.streams import all_partitions, consumer_name
+from taskhub.webhooks.delivery import DeliveryLoop, webhook_metrics_refresher
 
 logger = logging.getLogger("taskhub.worker")
 
@@ -56,7 +59,7 @@ class Worker:
         self.redis = make_stream_redis(settings.redis_url)
         self.name = consumer_name()
         keys = all_partitions(settings.redis_prefix)
-        handlers = {event_type: len(regs) for event_type, regs in registry.handlers.items()}
+        handlers = registry.handlers_per_type()
         self.binders = binders = {
             partition: StreamBinder(
                 redis=self.redis,
@@ -98,8 +101,19 @@ class Worker:
             )
             for partition in keys
         ]
-        self.refresh_metrics = pipeline_metrics_refresher(self.sessionmaker, self.redis, keys)
+        self.deliveries = DeliveryLoop.from_settings(settings, self.sessionmaker, gate=self.gate)
+        # Handlers write events (an order's reservation outcome) and queue webhook
+        # deliveries: this process's relay and delivery loop take them at once.
+        registry.after_commit(self._after_handler_commit)
+        self.refresh_metrics = webhook_metrics_refresher(
+            self.sessionmaker, pipeline_metrics_refresher(self.sessionmaker, self.redis, keys)
+        )
         self._stop = asyncio.Event()
+
+    def _after_handler_commit(self, info: Mapping[str, Any]) -> None:
+        if info.get("outbox_written"):
+            self._wake_relays()
+        self.deliveries.on_commit(info)
 
     def stop(self) -> None:
         """Begin the graceful shutdown."""
@@ -110,6 +124,7 @@ class Worker:
             relay.stop()
         for consumer in self.consumers:
             consumer.stop()
+        self.deliveries.stop()
 
     async def run(self) -> None:
         """Run everything until `stop()`, then release the connections."""
@@ -125,6 +140,7 @@ class Worker:
             *(asyncio.create_task(r.run(), name="relay") for r in self.relays),
             *(asyncio.create_task(c.run(), name="consumer") for c in self.consumers),
             asyncio.create_task(self._run_jobs(), name="jobs"),
+            asyncio.create_task(self.deliveries.run(), name="webhook-deliveries"),
         ]
         if self.settings.worker_metrics_port is not None:
             start_http_server(self.settings.worker_metrics_port)
