@@ -31,6 +31,7 @@ _seen: set[str] = set()
 _requests: dict[str, int] = {}
 _rejected: list[str] = []
 _duplicates = [0]
+_answered = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,6 +49,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        self.wfile.flush()
+        if self.path not in ("/_control", "/_received"):
+            with _lock:
+                _answered[0] += 1
 
     def do_GET(self) -> None:
         if self.path != "/_received":
@@ -59,6 +64,7 @@ class Handler(BaseHTTPRequestHandler):
                 "requests": dict(_requests),
                 "rejected": list(_rejected),
                 "duplicates": _duplicates[0],
+                "answered": _answered[0],
             }
         self._answer(200, report)
 
@@ -100,7 +106,9 @@ class Handler(BaseHTTPRequestHandler):
                     {
                         "webhook_id": msg_id,
                         "timestamp": self.headers.get("webhook-timestamp"),
+                        "signature": self.headers.get("webhook-signature", ""),
                         "signatures": self.headers.get("webhook-signature", "").count("v1,"),
+                        "body": body.decode(),
                         "content_type": self.headers.get("content-type"),
                         "host": self.headers.get("host"),
                         "path": self.path,

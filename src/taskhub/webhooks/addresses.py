@@ -79,7 +79,8 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     """Why webhooks may not go to this address; None when they may."""
     embedded = _embedded_ipv4(address)
-    candidates = [address] if embedded is None else [address, embedded]
+    # The IPv4 address an IPv6 one carries is where the packets end up: judged first.
+    candidates = [address] if embedded is None else [embedded, address]
     for candidate in candidates:
         if candidate in METADATA_ADDRESSES:
             return f"{address} is a cloud metadata address"
@@ -88,6 +89,8 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     for candidate in candidates:
         if candidate.is_loopback:
             return f"{address} is a loopback address"
+        if candidate.is_unspecified:
+            return f"{address} is the unspecified address"
         if candidate.is_link_local:
             return f"{address} is a link-local address"
         if isinstance(candidate, ipaddress.IPv4Address) and candidate in _SHARED:

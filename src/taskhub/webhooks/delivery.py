@@ -324,7 +324,7 @@ class DeliveryLoop:
                 claimed: list[Claimed] = []
                 try:
                     if free > 0:
-                        claimed = await self._claim(free)
+                        claimed = await self.claim(free)
                     wait = 0.0 if len(claimed) == free > 0 else await self._idle_wait()
                 except asyncio.CancelledError:
                     raise
@@ -355,7 +355,8 @@ class DeliveryLoop:
 
         task.add_done_callback(done)
 
-    async def _claim(self, batch: int) -> list[Claimed]:
+    async def claim(self, batch: int) -> list[Claimed]:
+        """Lease up to `batch` due deliveries of active endpoints (see the module docstring)."""
         now = self._clock()
         async with self._sessionmaker() as session, session.begin():
             db = in_session(session)
@@ -411,7 +412,7 @@ class DeliveryLoop:
         backoff = Backoff(base=0.1, cap=2.0)
         while True:
             try:
-                await self._record(delivery, attempt)
+                await self.record(delivery, attempt)
                 return
             except asyncio.CancelledError:
                 raise
@@ -420,6 +421,12 @@ class DeliveryLoop:
                 if fault is Fault.DETERMINISTIC:
                     logger.exception("webhook delivery %s: recording failed", delivery.delivery_id)
                     return
+                logger.info(
+                    "webhook delivery %s: the database is unavailable (%r); its outcome is "
+                    "recorded once it answers",
+                    delivery.delivery_id,
+                    exc,
+                )
             if time.monotonic() > delivery.lease_deadline:
                 # Another process may attempt it now; this outcome was never an attempt.
                 logger.warning(
@@ -431,7 +438,8 @@ class DeliveryLoop:
             await self._gate.wait_open()
             await asyncio.sleep(backoff.next())
 
-    async def _record(self, delivery: Claimed, attempt: Attempt) -> None:
+    async def record(self, delivery: Claimed, attempt: Attempt) -> None:
+        """Record an attempt's outcome, unless the delivery moved on meanwhile (see above)."""
         now = self._clock()
         made = delivery.attempt + 1
         if attempt.ok:
