@@ -39,7 +39,8 @@ PROJECT_WEBHOOKS = "/{project_id}/webhooks"
 READ_ERRORS = problem_responses(Unauthorized, NotFound)
 PROJECT_READ_ERRORS = problem_responses(Unauthorized, Forbidden, NotFound)
 WRITE_ERRORS = problem_responses(Unauthorized, Forbidden, NotFound)
-QUEUE_ERRORS = problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
+QUEUE_ERRORS = problem_responses(Unauthorized, NotFound, Conflict)
+PROJECT_QUEUE_ERRORS = problem_responses(Unauthorized, Forbidden, NotFound, Conflict)
 
 
 def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
@@ -305,7 +306,7 @@ async def rotate_project_webhook_secret(
 
 
 @project_router.post(
-    PROJECT_WEBHOOKS + "/{webhook_id}/test", status_code=202, responses=QUEUE_ERRORS
+    PROJECT_WEBHOOKS + "/{webhook_id}/test", status_code=202, responses=PROJECT_QUEUE_ERRORS
 )
 async def test_project_webhook(endpoint: ProjectWebhook, session: SessionDep) -> DeliveryOut:
     """Send a `webhook.test` event to this endpoint only; 409 while it is disabled."""
@@ -330,7 +331,7 @@ async def list_project_webhook_deliveries(
 @project_router.post(
     PROJECT_WEBHOOKS + "/{webhook_id}/deliveries/{delivery_id}/redeliver",
     status_code=202,
-    responses=QUEUE_ERRORS,
+    responses=PROJECT_QUEUE_ERRORS,
 )
 async def redeliver_project_webhook(
     delivery_id: IdPath, endpoint: ProjectWebhook, session: SessionDep

@@ -52,7 +52,7 @@ class WebhookCreateIn(StrictModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"url": "https://example.com/webhooks/taskhub", "events": ["order.*"]},
+                {"url": "https://receiver.example.invalid/taskhub", "events": ["order.*"]},
             ]
         }
     )
@@ -69,7 +69,7 @@ class ProjectWebhookCreateIn(StrictModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"url": "https://example.com/webhooks/taskhub", "events": ["task.*"]},
+                {"url": "https://receiver.example.invalid/taskhub", "events": ["task.*"]},
             ]
         }
     )
@@ -88,7 +88,9 @@ class ProjectWebhookUpdateIn(StrictModel):
     url: Omittable[Url] = OMITTED
     events: Omittable[EventFilters] = OMITTED
     description: Description | None = None
-    active: Omittable[bool] = OMITTED
+    # Not `Omittable[bool]`: a plain bool, so that a refused value is reported at `active`
+    # itself; omitted, it is simply not among the fields sent (model_dump(exclude_unset)).
+    active: Annotated[bool, OMITTED]
 
 
 class WebhookUpdateIn(ProjectWebhookUpdateIn):
