@@ -317,3 +317,41 @@ async def test_a_refused_request_writes_no_event(app: FastAPI, client: httpx.Asy
     ]
     assert [r.status_code for r in refused] == [422, 409, 422]
     assert await events_of(app) == before
+
+
+async def test_deleting_a_project_or_an_account_announces_what_goes_with_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await make_user(app, client, is_superuser=True)
+    owner = await make_user(app, client)
+    leaver = await make_user(app, client)
+    doomed = await make_project(client, owner, title="Doomed")
+    kept = await make_project(client, owner, title="Kept")
+    for project_id in (doomed, kept):
+        await add_member(client, project_id, by=owner, user=leaver, role="member")
+    gone_tasks = [(await make_task(client, owner, doomed))["id"] for _ in range(2)]
+    assigned = await make_task(client, owner, kept, assignee_id=leaver.id)
+    await all_handled(app)
+    before = len(await events_of(app))
+    r = await client.delete(f"/api/v1/projects/{doomed}", headers=owner.headers)
+    assert r.status_code == 204, r.text
+    r = await client.delete(f"/api/v1/users/{leaver.id}", headers=admin.headers)
+    assert r.status_code == 204, r.text
+    await all_handled(app)
+    after = [(e["type"], e["payload"]) for e in (await events_of(app))[before:]]
+    assert after == [
+        *[("task.deleted", {"task_id": t, "project_id": doomed}) for t in gone_tasks],
+        ("member.removed", {"project_id": doomed, "user_id": owner.id, "role": "owner"}),
+        ("member.removed", {"project_id": doomed, "user_id": leaver.id, "role": "member"}),
+        ("member.removed", {"project_id": kept, "user_id": leaver.id, "role": "member"}),
+        (
+            "task.updated",
+            {
+                "task_id": assigned["id"],
+                "project_id": kept,
+                "changes": {"assignee_id": [leaver.id, None]},
+            },
+        ),
+    ]
+    unassigned = (await events_of(app))[-1]
+    assert (await activity_of(app, assigned["id"]))[-1] == ("assignee_id", unassigned["id"])

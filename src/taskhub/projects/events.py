@@ -73,10 +73,11 @@ async def tasks_updated(
     )
 
 
-async def task_deleted(session: AsyncSession, *, task_id: int, project_id: int) -> None:
-    """task.deleted."""
-    await outbox.emit(
-        session, type=TASK_DELETED, payload={"task_id": task_id, "project_id": project_id}
+async def tasks_deleted(session: AsyncSession, *, project_id: int, task_ids: Sequence[int]) -> None:
+    """task.deleted for each of the project's tasks given."""
+    await outbox.emit_many(
+        session,
+        [(TASK_DELETED, {"task_id": task_id, "project_id": project_id}) for task_id in task_ids],
     )
 
 
@@ -89,14 +90,19 @@ async def member_added(session: AsyncSession, *, project_id: int, user_id: int, 
     )
 
 
-async def member_removed(
-    session: AsyncSession, *, project_id: int, user_id: int, role: Role
+async def members_removed(
+    session: AsyncSession, *, project_id: int, members: Sequence[tuple[int, Role]]
 ) -> None:
-    """member.removed, with the role the member had."""
-    await outbox.emit(
+    """member.removed for each (user id, the role it had) given."""
+    await outbox.emit_many(
         session,
-        type=MEMBER_REMOVED,
-        payload={"project_id": project_id, "user_id": user_id, "role": Role(role).value},
+        [
+            (
+                MEMBER_REMOVED,
+                {"project_id": project_id, "user_id": user_id, "role": Role(role).value},
+            )
+            for user_id, role in members
+        ],
     )
 
 

@@ -80,8 +80,24 @@ async def update_project(
 
 
 async def delete_project(session: AsyncSession, *, access: ProjectAccess) -> None:
-    """Delete the project; its members, tasks and their activity go with it (FK cascades)."""
-    await session.execute(delete(Project).where(Project.id == access.project_id))
+    """Delete the project; its members, tasks and their activity go with it (FK cascades),
+    each announced: task.deleted per task, member.removed per member."""
+    project_id = access.project_id
+    task_ids = sorted(
+        (await session.scalars(select(Task.id).where(Task.project_id == project_id))).all()
+    )
+    members = (
+        await session.execute(
+            select(ProjectMember.user_id, ProjectMember.role)
+            .where(ProjectMember.project_id == project_id)
+            .order_by(ProjectMember.user_id)
+        )
+    ).all()
+    await session.execute(delete(Project).where(Project.id == project_id))
+    await events.tasks_deleted(session, project_id=project_id, task_ids=task_ids)
+    await events.members_removed(
+        session, project_id=project_id, members=[(user_id, Role(role)) for user_id, role in members]
+    )
 
 
 def _members_query() -> Any:
@@ -215,14 +231,37 @@ async def remove_member(session: AsyncSession, *, access: ProjectAccess, user_id
     role = Role(member.role)
     await session.delete(member)
     await session.flush()
-    await events.member_removed(session, project_id=access.project_id, user_id=user_id, role=role)
-    await _unassign_tasks(session, access=access, user_id=user_id)
+    await events.members_removed(session, project_id=access.project_id, members=[(user_id, role)])
+    await _unassign_tasks(
+        session, project_id=access.project_id, user_id=user_id, actor_id=access.user.id
+    )
 
 
-async def _unassign_tasks(session: AsyncSession, *, access: ProjectAccess, user_id: int) -> None:
+async def leave_every_project(session: AsyncSession, *, user_id: int, actor_id: int) -> None:
+    """Before an account is deleted: it leaves each project it is a member of (never as the
+    owner: the deletion refuses that), as a removal would (member.removed, its tasks
+    unassigned)."""
+    memberships = (
+        await session.execute(
+            delete(ProjectMember)
+            .where(ProjectMember.user_id == user_id)
+            .returning(ProjectMember.project_id, ProjectMember.role)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for project_id, role in sorted(memberships):
+        await events.members_removed(
+            session, project_id=project_id, members=[(user_id, Role(role))]
+        )
+        await _unassign_tasks(session, project_id=project_id, user_id=user_id, actor_id=actor_id)
+
+
+async def _unassign_tasks(
+    session: AsyncSession, *, project_id: int, user_id: int, actor_id: int
+) -> None:
     result = await session.execute(
         update(Task)
-        .where(Task.project_id == access.project_id, Task.assignee_id == user_id)
+        .where(Task.project_id == project_id, Task.assignee_id == user_id)
         .values(assignee_id=None)
         .returning(Task.id)
         .execution_options(synchronize_session=False)
@@ -235,7 +274,7 @@ async def _unassign_tasks(session: AsyncSession, *, access: ProjectAccess, user_
             [
                 {
                     "task_id": task_id,
-                    "actor_id": access.user.id,
+                    "actor_id": actor_id,
                     "field": "assignee_id",
                     "old_value": str(user_id),
                     "new_value": None,
@@ -246,7 +285,7 @@ async def _unassign_tasks(session: AsyncSession, *, access: ProjectAccess, user_
         )
         await events.tasks_updated(
             session,
-            project_id=access.project_id,
+            project_id=project_id,
             changes=[
                 (task_id, event_ids[task_id], {"assignee_id": (user_id, None)})
                 for task_id in task_ids

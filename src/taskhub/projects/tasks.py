@@ -169,7 +169,7 @@ async def delete_task(session: AsyncSession, *, task_access: TaskAccess) -> None
     """Delete the task and (by FK cascade) its activity log; emits task.deleted."""
     task_id, project_id = task_access.task.id, task_access.task.project_id
     await session.execute(delete(Task).where(Task.id == task_id))
-    await events.task_deleted(session, task_id=task_id, project_id=project_id)
+    await events.tasks_deleted(session, project_id=project_id, task_ids=[task_id])
 
 
 async def list_activity(
