@@ -10,8 +10,8 @@ are database rows, so every process shares them and they survive restarts:
   once, so receivers deduplicate by `webhook-id`.
 - **Attempt.** The URL is checked again (`addresses.check_url`) and the request goes to the
   address that was checked, with the URL's host as `Host` and TLS server name; redirects are
-  not followed; at most `MAX_RESPONSE_BYTES` of the answer are read. A 2xx within
-  `WEBHOOK_TIMEOUT_SECONDS` succeeds.
+  not followed; at most `MAX_RESPONSE_BYTES` of an error answer are read (nothing of a 2xx
+  one). A 2xx within `WEBHOOK_TIMEOUT_SECONDS` succeeds.
 - **Record.** Guarded by the attempt number it claimed, so a late writer changes nothing. A
   failure is retried after the next delay of `WEBHOOK_RETRY_SCHEDULE` (± 20 %), and is
   `failed` after the last; `FAILURES_TO_DISABLE` failed deliveries in a row disable the
@@ -60,7 +60,8 @@ logger = logging.getLogger("taskhub.webhooks")
 
 FAILURES_TO_DISABLE = 10
 JITTER = 0.2
-MAX_RESPONSE_BYTES = 64 * 1024
+# What is read of a failed attempt's answer, for its `error` (a 2xx answer's body: nothing).
+MAX_RESPONSE_BYTES = 4096
 ERROR_EXCERPT = 200
 # The longest a loop waits before looking for due deliveries again (other processes queue
 # deliveries too, and a lease may run out).
@@ -202,7 +203,9 @@ class Sender:
                     extensions=extensions,
                 ) as response:
                     status = response.status_code
-                    excerpt = await _read_bounded(response)
+                    # A 2xx says all there is to say: its body is never read.
+                    ok = 200 <= status < 300
+                    excerpt = b"" if ok else await _read_bounded(response)
         except RefusedUrl as refused:
             return self._result(started, None, f"refused: {refused}")
         except TimeoutError:
