@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -18,9 +18,18 @@ from taskhub.webhooks.delivery import Attempt, DeliveryLoop
 from tests.conftest import client_for
 from tests.factories import make_user
 
+# The rows are due a day from now: the app's own delivery loop never takes them; the loops
+# of these tests see them due through their clocks.
+DUE_IN = timedelta(days=1)
+
+
+def later(seconds: float = 1) -> Callable[[], datetime]:
+    """A clock `DUE_IN` (and `seconds`) ahead of the real one."""
+    return lambda: utcnow() + DUE_IN + timedelta(seconds=seconds)
+
 
 async def seed(app: FastAPI, *, deliveries: int) -> int:
-    """An endpoint with `deliveries` due deliveries; the endpoint's id."""
+    """An endpoint with `deliveries` deliveries due in `DUE_IN`; the endpoint's id."""
     async with client_for(app) as client:
         user = await make_user(app, client, login=False)
     async with app.state.sessionmaker() as session, session.begin():
@@ -43,7 +52,7 @@ async def seed(app: FastAPI, *, deliveries: int) -> int:
                 body="{}",
                 state=DeliveryState.PENDING,
                 attempt=0,
-                next_attempt_at=utcnow() - timedelta(seconds=1),
+                next_attempt_at=utcnow() + DUE_IN,
             )
             for i in range(deliveries)
         )
@@ -65,24 +74,16 @@ async def test_concurrent_claims_take_disjoint_rows_and_leases_run_out(
     settings_factory: Callable[..., Settings],
     app_factory: Callable[[Settings], Awaitable[FastAPI]],
 ) -> None:
-    # The app's own delivery loop must not take them: it only claims what is due, and the
-    # rows are made due for the loops of this test alone by their clocks (see below).
     app = await app_factory(settings_factory())
-    app_loop_never_sees = timedelta(days=1)
     await seed(app, deliveries=60)
-    async with app.state.sessionmaker() as session, session.begin():
-        for delivery in await session.scalars(select(WebhookDelivery)):
-            delivery.next_attempt_at = utcnow() + app_loop_never_sees
-    later = lambda: utcnow() + app_loop_never_sees + timedelta(seconds=1)  # noqa: E731
-    loops = [loop_for(app, clock=later) for _ in range(4)]
+    loops = [loop_for(app, clock=later()) for _ in range(4)]
     claims = await asyncio.gather(*(loop.claim(25) for loop in loops))
     ids = [c.delivery_id for claim in claims for c in claim]
     assert len(ids) == 60
     assert len(set(ids)) == 60  # no row went to two claims
     # Leased: nothing is due any more, until the leases (1 s timeout + 5 s) run out.
     assert await loops[0].claim(100) == []
-    after_lease = lambda: later() + timedelta(seconds=7)  # noqa: E731
-    again = await loop_for(app, clock=after_lease).claim(100)
+    again = await loop_for(app, clock=later(1 + 7)).claim(100)
     assert sorted(c.delivery_id for c in again) == sorted(ids)
 
 
@@ -92,16 +93,10 @@ async def test_a_late_outcome_changes_nothing(
 ) -> None:
     app = await app_factory(settings_factory())
     await seed(app, deliveries=1)
-    async with app.state.sessionmaker() as session, session.begin():
-        delivery = await session.scalar(select(WebhookDelivery))
-        assert delivery is not None
-        delivery.next_attempt_at = utcnow() + timedelta(days=1)
-    later = lambda: utcnow() + timedelta(days=1, seconds=1)  # noqa: E731
-    slow = loop_for(app, clock=later)
+    slow = loop_for(app, clock=later())
     (first,) = await slow.claim(1)
     # Its lease runs out; another process claims the delivery and records a success.
-    much_later = lambda: later() + timedelta(seconds=7)  # noqa: E731
-    fast = loop_for(app, clock=much_later)
+    fast = loop_for(app, clock=later(1 + 7))
     (second,) = await fast.claim(1)
     assert second.delivery_id == first.delivery_id
     await fast.record(second, Attempt(ok=True, status_code=204, latency_ms=5, error=None))

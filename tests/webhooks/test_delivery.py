@@ -73,10 +73,15 @@ async def test_retries_arrive_and_a_deduplicating_receiver_accepts_each_event_on
         report = await receiver.wait_for(
             lambda r: len(r["accepted"]) == 3, timeout=30, what="three task.created events"
         )
-        r = await client.get(
-            f"/api/v1/projects/{project_id}/webhooks/{endpoint['id']}/deliveries",
-            headers=owner.headers,
-        )
+        listing = f"/api/v1/projects/{project_id}/webhooks/{endpoint['id']}/deliveries"
+
+        async def recorded() -> bool:
+            # The receiver's answer comes before the outcome is recorded.
+            r = await client.get(listing, headers=owner.headers)
+            return all(d["state"] != "pending" for d in r.json()["items"])
+
+        await wait_until(recorded, timeout=30, what="the outcomes to be recorded")
+        r = await client.get(listing, headers=owner.headers)
     assert r.status_code == 200, r.text
     deliveries = r.json()["items"]
     assert report["rejected"] == []
@@ -176,17 +181,27 @@ async def test_ten_failed_deliveries_in_a_row_disable_the_endpoint(
         )
         base = f"/api/v1/projects/{project_id}/webhooks/{endpoint['id']}"
         await receiver.control(secret=endpoint["secret"], fail_remaining=1000, fail_status=503)
-        # Nine failures, a success (which resets the count), then ten failures.
+
+        async def recorded(**states: int) -> None:
+            async def reached() -> bool:
+                r = await client.get(base + "/deliveries?limit=200", headers=owner.headers)
+                found = [d["state"] for d in r.json()["items"]]
+                return all(found.count(state) == n for state, n in states.items())
+
+            await wait_until(reached, timeout=30, what=f"deliveries {states}")
+
+        # Nine failures, a success (which resets the count), then ten failures; each step
+        # recorded before the next (deliveries settle concurrently, in any order).
         for _ in range(9):
             await make_task(client, owner, project_id)
-        await receiver.wait_for(lambda r: len(r["requests"]) == 9, timeout=30, what="9 attempts")
+        await recorded(failed=9)
         await receiver.control(fail_remaining=0)
         await make_task(client, owner, project_id)
-        await receiver.wait_for(lambda r: len(r["accepted"]) == 1, timeout=30, what="a success")
+        await recorded(failed=9, succeeded=1)
         await receiver.control(fail_remaining=1000)
         for _ in range(9):
             await make_task(client, owner, project_id)
-        await receiver.wait_for(lambda r: len(r["requests"]) == 19, timeout=30, what="19")
+        await recorded(failed=18, succeeded=1)
         still = (await client.get(base, headers=owner.headers)).json()
         await make_task(client, owner, project_id)
 
