@@ -8,6 +8,8 @@ from taskhub.orders.router import router as orders_router
 from taskhub.projects.router import router as projects_router
 from taskhub.projects.task_router import router as tasks_router
 from taskhub.routing import PrefixRouter
+from taskhub.webhooks.router import project_router as project_webhooks_router
+from taskhub.webhooks.router import router as webhooks_router
 
 # Each one carries its full prefix and is skipped, with one string comparison, by any path
 # outside it (see taskhub.routing): their order costs little, but the busiest come first.
@@ -17,6 +19,9 @@ ROUTERS: tuple[PrefixRouter, ...] = (
     catalog_router,
     orders_router,
     projects_router,
+    # Shares /api/v1/projects: tried after the projects' own routes.
+    project_webhooks_router,
+    webhooks_router,
     auth_router,
     v2_auth_routes(),
 )

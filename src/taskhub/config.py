@@ -27,6 +27,8 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 DEV_SECRET_FILE = Path(".taskhub-secret")
+# Standard Webhooks' retry schedule (design §8): seconds after the first attempt, the second, ...
+WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 # A duration given as a plain number: seconds, as the README and .env.example document it.
 _SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 
@@ -100,6 +102,21 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     worker_concurrency: int = Field(default=8, ge=1)
     worker_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Webhooks (taskhub.webhooks).
+    # Allow URLs on loopback or private networks (tests, local development); the cloud
+    # metadata addresses stay refused.
+    webhook_allow_private: bool = False
+    # Seconds to wait before each retry of a failed delivery (± 20 % jitter); after the
+    # last one the delivery is failed. Comma-separated, or a JSON list.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(WEBHOOK_RETRY_SCHEDULE)
+    )
+    # An attempt succeeds with a 2xx answer within this time.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Deliveries one process attempts at once.
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Settled deliveries (succeeded or failed) are deleted this long after their last attempt.
+    webhook_retention: timedelta = timedelta(days=7)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -111,6 +128,25 @@ class Settings(BaseSettings):
 
                 return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if len(value) > 20 or any(not 0 <= delay <= 7 * 86400 for delay in value):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE: at most 20 delays, each 0 to 604800 seconds")
         return value
 
     @field_validator("log_level", mode="before")
@@ -139,7 +175,7 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("reservation_ttl", mode="before")
+    @field_validator("reservation_ttl", "webhook_retention", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         # pydantic reads a bare number only from Python, not from a string such as the
@@ -148,11 +184,11 @@ class Settings(BaseSettings):
             return float(value)
         return value
 
-    @field_validator("reservation_ttl")
+    @field_validator("reservation_ttl", "webhook_retention")
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
-            raise ValueError("RESERVATION_TTL must not be negative")
+            raise ValueError("a duration must not be negative")
         return value
 
     @field_validator(

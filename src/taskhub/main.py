@@ -34,6 +34,7 @@ from taskhub.openapi import install_openapi
 from taskhub.redis_client import RedisClient, make_redis
 from taskhub.runtime import tune_gc
 from taskhub.tracing import configure_tracing
+from taskhub.webhooks.delivery import DeliveryLoop, webhook_metrics_refresher
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 logger = logging.getLogger("taskhub.main")
@@ -64,16 +65,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await check_stream_binding(settings, app.state.redis, app.state.sessionmaker)
         # /metrics gauges: outbox backlog, plus stream lag and dead letters (full stack)
         # or dead outbox rows (embedded).
-        app.state.refresh_metrics = pipeline_metrics_refresher(
+        app.state.refresh_metrics = webhook_metrics_refresher(
             app.state.sessionmaker,
-            app.state.redis,
-            all_partitions(settings.redis_prefix, settings.stream_partitions),
+            pipeline_metrics_refresher(
+                app.state.sessionmaker,
+                app.state.redis,
+                all_partitions(settings.redis_prefix, settings.stream_partitions),
+            ),
         )
         dispatcher_task: asyncio.Task[None] | None = None
+        deliveries_task: asyncio.Task[None] | None = None
         if settings.embedded_events:
+            registry = build_registry(settings)
+            # The webhook deliveries, which the workers send in the full stack.
+            deliveries = DeliveryLoop.from_settings(settings, app.state.sessionmaker)
+            registry.after_commit(deliveries.on_commit)
+            deliveries_task = asyncio.create_task(deliveries.run(), name="webhook-deliveries")
             dispatcher = EmbeddedDispatcher(
                 sessionmaker=app.state.sessionmaker,
-                registry=build_registry(settings),
+                registry=registry,
                 signal=app.state.events,
                 poll_seconds=settings.relay_poll_seconds,
                 jobs_every_seconds=settings.expiry_sweep_seconds,
@@ -83,6 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if deliveries_task is not None:
+                # Attempts in flight end within the webhook timeout; then their outcome is
+                # recorded (a cancelled one would be attempted again after its lease).
+                deliveries.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(deliveries_task), timeout=15)
+                deliveries_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await deliveries_task
             if dispatcher_task is not None:
                 # Let it finish the event in hand: a cancelled database call could leave a
                 # connection (and, on SQLite, the write lock) behind.

@@ -69,6 +69,24 @@ HANDLER_LATENCY = Histogram(
 HANDLER_RESULTS = Counter(
     "taskhub_handler_results_total", "Event handler outcomes", ["event_type", "result"]
 )
+WEBHOOK_DELIVERIES = Counter(
+    "taskhub_webhook_deliveries_total",
+    "Webhook delivery attempts by result: succeeded, retry (failed, tried again later), "
+    "failed (the last attempt failed)",
+    ["result"],
+)
+WEBHOOK_DELIVERY_LATENCY = Histogram(
+    "taskhub_webhook_delivery_duration_seconds",
+    "Time from sending a webhook to its answer (or to the failure)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WEBHOOK_RETRY_QUEUE = Gauge(
+    "taskhub_webhook_retry_queue",
+    "Pending webhook deliveries waiting for a retry (at least one attempt failed)",
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "taskhub_webhook_endpoints_disabled", "Webhook endpoints that are disabled"
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,5 +139,7 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access",):
+    # httpx logs every request of the webhook deliveries at INFO; the delivery loop logs
+    # what matters (failed attempts) itself.
+    for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

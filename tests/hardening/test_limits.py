@@ -210,17 +210,37 @@ async def test_body_over_max_body_bytes_is_413(
 
 
 @SQLITE
-async def test_every_list_caps_the_page_size(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_every_list_caps_the_page_size(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> None:
+    app = await app_factory(settings_factory(webhook_allow_private=True))
+    async with client_for(app) as client:
+        await _every_list_caps_the_page_size(app, client)
+
+
+async def _every_list_caps_the_page_size(app: FastAPI, client: httpx.AsyncClient) -> None:
     admin = await make_user(app, client, is_superuser=True)
     r = await client.post("/api/v1/projects", json={"title": "P"}, headers=admin.headers)
     project_id = r.json()["id"]
     r = await client.post(
         "/api/v1/tasks", json={"title": "T", "project_id": project_id}, headers=admin.headers
     )
-    ids = {"project_id": project_id, "task_id": r.json()["id"]}
+    task_id = r.json()["id"]
+    hook = {"url": "http://127.0.0.1:9/hook"}
+    webhooks = {
+        "/api/v2/": await client.post("/api/v2/webhooks", json=hook, headers=admin.headers),
+        "/api/v1/": await client.post(
+            f"/api/v1/projects/{project_id}/webhooks", json=hook, headers=admin.headers
+        ),
+    }
+    assert all(r.status_code == 201 for r in webhooks.values()), webhooks
     schema = (await client.get("/openapi.json")).json()
     lists = [
-        path.format(**ids)
+        path.format(
+            project_id=project_id,
+            task_id=task_id,
+            webhook_id=next(r.json()["id"] for p, r in webhooks.items() if path.startswith(p)),
+        )
         for path, item in schema["paths"].items()
         if any(p["name"] == "limit" for p in item.get("get", {}).get("parameters", []))
     ]

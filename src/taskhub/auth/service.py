@@ -10,6 +10,7 @@ from taskhub.auth.principal import Principal
 from taskhub.auth.tokens import end_all_tokens
 from taskhub.errors import Conflict, NotFound, Unprocessable
 from taskhub.models import Order, ProjectMember, Role, User
+from taskhub.projects.service import leave_every_project
 from taskhub.security import hash_password, verify_password
 
 
@@ -115,6 +116,8 @@ async def delete_user(session: AsyncSession, *, user: User, actor: Principal) ->
     has_orders = await session.scalar(select(exists().where(Order.user_id == user.id)))
     if has_orders:
         raise Conflict("The user has orders, which must be kept: deactivate the user instead")
+    # Its memberships end with it: announced as removals (member.removed, tasks unassigned).
+    await leave_every_project(session, user_id=user.id, actor_id=actor.id)
     await session.delete(user)
     await session.flush()
 

@@ -41,11 +41,21 @@ INSERT_EVENT = DriverStatement(
 )
 
 
-def event_values(*, type: str, version: int = 1) -> dict[str, Any]:  # noqa: A002
-    """The columns of a new event but its payload: a fresh id, this request's id and trace
-    context (taskhub.tracing), now."""
+def new_event_id() -> str:
+    """A fresh event id (a UUID), for a change that records it beside its event (`emit`)."""
+    return str(uuid.uuid4())
+
+
+def event_values(
+    *,
+    type: str,  # noqa: A002
+    version: int = 1,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new event but its payload: its id (fresh unless given), this
+    request's id and trace context (taskhub.tracing), now."""
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or new_event_id(),
         "type": type,
         "version": version,
         "request_id": request_id_var.get(),
@@ -78,26 +88,40 @@ async def emit(
     type: str,  # noqa: A002
     payload: dict[str, Any],
     version: int = 1,
+    event_id: str | None = None,
 ) -> int:
     """Record an event; it is published only if the surrounding transaction commits.
 
-    Returns the outbox row id. After the commit the writer wakes the in-process dispatcher
-    (embedded shape) and, on PostgreSQL, the relays of every process (`Announcer`).
+    `event_id` is the id the change recorded beside it (`new_event_id`), if it records one
+    (a task's activity rows). Returns the outbox row id. After the commit the writer wakes
+    the in-process dispatcher (embedded shape) and, on PostgreSQL, the relays of every
+    process (`Announcer`).
     """
     db = _executor(target)
-    rows = await db.run(INSERT_EVENT, **event_values(type=type, version=version), payload=payload)
+    values = event_values(type=type, version=version, event_id=event_id)
+    rows = await db.run(INSERT_EVENT, **values, payload=payload)
     db.events_written()
     return int(rows[0]["id"])
 
 
 async def emit_many(
-    target: Executor | AsyncSession, events: Sequence[tuple[str, dict[str, Any]]]
+    target: Executor | AsyncSession,
+    events: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    event_ids: Sequence[str] | None = None,
 ) -> None:
-    """Record several events (type, payload) at once, in the surrounding transaction."""
+    """Record several events (type, payload) at once, in the surrounding transaction;
+    `event_ids`, if given, are their ids (as `emit`'s `event_id`), one per event."""
     if not events:
         return
+    if event_ids is not None and len(event_ids) != len(events):
+        raise ValueError("one event id per event")
+    ids: Sequence[str | None] = event_ids if event_ids is not None else [None] * len(events)
     db = _executor(target)
-    rows = [{**event_values(type=type_), "payload": payload} for type_, payload in events]
+    rows = [
+        {**event_values(type=type_, event_id=event_id), "payload": payload}
+        for (type_, payload), event_id in zip(events, ids, strict=True)
+    ]
     await db.run_many(INSERT_EVENT, rows)
     db.events_written()
 

@@ -1,4 +1,5 @@
-"""`taskhub worker`: the relay, the stream consumers and the periodic jobs, in one process.
+"""`taskhub worker`: the relay, the stream consumers, the periodic jobs and the webhook
+deliveries, in one process.
 
 Every worker reads every partition through the consumer group: one consumer per partition,
 sharing the process's `WORKER_CONCURRENCY` slots, so the group spreads each partition's
@@ -18,7 +19,8 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +42,7 @@ from taskhub.messaging.streams import (
     partitions_in_use,
 )
 from taskhub.redis_client import RedisClient, make_redis
+from taskhub.webhooks.delivery import DeliveryLoop, webhook_metrics_refresher
 
 logger = logging.getLogger("taskhub.worker")
 
@@ -78,8 +81,19 @@ class Worker:
             )
         ]
         self.consumers = [self._consumer(partition) for partition in keys]
-        self.refresh_metrics = pipeline_metrics_refresher(self.sessionmaker, self.redis, keys)
+        self.deliveries = DeliveryLoop.from_settings(settings, self.sessionmaker, gate=self.gate)
+        # Handlers write events (an order's reservation outcome) and queue webhook
+        # deliveries: this process's relay and delivery loop take them at once.
+        registry.after_commit(self._after_handler_commit)
+        self.refresh_metrics = webhook_metrics_refresher(
+            self.sessionmaker, pipeline_metrics_refresher(self.sessionmaker, self.redis, keys)
+        )
         self._stop = asyncio.Event()
+
+    def _after_handler_commit(self, info: Mapping[str, Any]) -> None:
+        if info.get("outbox_written"):
+            self._wake_relays()
+        self.deliveries.on_commit(info)
 
     def _binder(self, keys: StreamKeys) -> StreamBinder:
         """The partition's binder, shared by this process's relay and consumer."""
@@ -89,7 +103,7 @@ class Worker:
                 keys=keys,
                 sessionmaker=self.sessionmaker,
                 republish_window=self.settings.stream_republish_window,
-                handlers_per_type={t: len(regs) for t, regs in self.registry.handlers.items()},
+                handlers_per_type=self.registry.handlers_per_type(),
             )
         return self.binders[keys.partition]
 
@@ -141,6 +155,7 @@ class Worker:
             relay.stop()
         for consumer in self.consumers:
             consumer.stop()
+        self.deliveries.stop()
 
     async def run(self) -> None:
         """Run everything until `stop()`, then release the connections."""
@@ -157,6 +172,7 @@ class Worker:
             *(asyncio.create_task(r.run(), name="relay") for r in self.relays),
             *(asyncio.create_task(c.run(), name="consumer") for c in self.consumers),
             asyncio.create_task(self._run_jobs(), name="jobs"),
+            asyncio.create_task(self.deliveries.run(), name="webhook-deliveries"),
         ]
         if self.settings.worker_metrics_port is not None:
             start_http_server(self.settings.worker_metrics_port)

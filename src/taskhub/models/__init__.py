@@ -8,8 +8,10 @@ from taskhub.models.product import MovementReason, Product, StockMovement
 from taskhub.models.project import Project, ProjectMember, Role
 from taskhub.models.task import Task, TaskActivity, TaskPriority, TaskStatus
 from taskhub.models.user import RevokedToken, User
+from taskhub.models.webhook import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookScope
 
 __all__ = [
+    "DeliveryState",
     "Deployment",
     "IdempotencyKey",
     "MovementReason",
@@ -31,4 +33,7 @@ __all__ = [
     "TaskPriority",
     "TaskStatus",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookScope",
 ]

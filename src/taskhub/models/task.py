@@ -68,7 +68,8 @@ class Task(Base):
 
 
 class TaskActivity(Base):
-    """One changed field of a task: who, what, from, to, when."""
+    """One changed field of a task: who, what, from, to, when, and the id of the event that
+    announced the change (null for entries older than the events)."""
 
     __tablename__ = "task_activity"
     __table_args__ = (Index("ix_task_activity_task_id_id", "task_id", "id"), SQLITE_AUTOINCREMENT)
@@ -79,4 +80,5 @@ class TaskActivity(Base):
     field: Mapped[str] = mapped_column(String(32), nullable=False)
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = created_at_column()

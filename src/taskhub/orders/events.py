@@ -1,20 +1,53 @@
-"""Events of the orders domain and their payload schemas."""
+"""Events of the orders domain and their payloads (the event contract, EVENTS.md).
+
+Every payload names the order and its owner (`user_id`, who may see the event) and the
+status the order reached. Events written before `user_id` existed lack it: consumers look
+the order up instead.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from taskhub.models import OrderStatus
+
 ORDER_CREATED = "order.created"
+ORDER_RESERVED = "order.reserved"
+ORDER_FAILED = "order.failed"
+ORDER_CONFIRMED = "order.confirmed"
+ORDER_PAID = "order.paid"
 ORDER_CANCELLED = "order.cancelled"
+ORDER_EVENTS = (
+    ORDER_CREATED,
+    ORDER_RESERVED,
+    ORDER_FAILED,
+    ORDER_CONFIRMED,
+    ORDER_PAID,
+    ORDER_CANCELLED,
+)
 CancelReason = Literal["user", "admin", "expired"]
+_Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class OrderEventPayload(BaseModel):
-    """The payload of order.created and order.cancelled (which adds why)."""
+    """What the orders handlers read of an order event's payload.
 
-    model_config = ConfigDict(extra="forbid")
+    Keys they do not read are ignored: payloads may gain optional keys (the contract's
+    rule), and a handler must not refuse an event for that.
+    """
 
-    order_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    model_config = ConfigDict(extra="ignore")
+
+    order_id: _Id
+    user_id: _Id | None = None
     reason: CancelReason | None = None
+
+
+def order_payload(
+    *, order_id: int, user_id: int, status: OrderStatus, **extra: Any
+) -> dict[str, Any]:
+    """The payload of an order event: the order, its owner, the status it reached, and what
+    the event's type adds (`total_cents`, `reason`)."""
+    return {"order_id": order_id, "user_id": user_id, "status": status.value, **extra}

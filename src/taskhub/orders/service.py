@@ -42,7 +42,14 @@ from taskhub.messaging import outbox
 from taskhub.models import Order, OrderItem, OrderStatus, Product, User
 from taskhub.models.order import OPEN_STATUSES
 from taskhub.orders.documents import order_by_id, order_document
-from taskhub.orders.events import ORDER_CANCELLED, ORDER_CREATED, CancelReason
+from taskhub.orders.events import (
+    ORDER_CANCELLED,
+    ORDER_CONFIRMED,
+    ORDER_CREATED,
+    ORDER_PAID,
+    CancelReason,
+    order_payload,
+)
 from taskhub.orders.schemas import MAX_QUANTITY, OrderLineIn
 from taskhub.responses import json_bytes
 from taskhub.security import TokenClaims
@@ -152,7 +159,13 @@ def _place_order_statement() -> DriverStatement:
                 )
             ),
         )
-        .returning(_orders.c.id, _orders.c.created_at, _orders.c.updated_at)
+        .returning(
+            _orders.c.id,
+            _orders.c.user_id,
+            _orders.c.total_cents,
+            _orders.c.created_at,
+            _orders.c.updated_at,
+        )
         .cte("new_order")
     )
     items = (
@@ -165,9 +178,19 @@ def _place_order_statement() -> DriverStatement:
         )
         .cte("items")
     )
+    # The payload `order_payload` builds on SQLite, built by the database.
     event = outbox.insert_selected(
         select(new_order.c.id).select_from(new_order),
-        payload=func.json_build_object(literal_column("'order_id'"), new_order.c.id),
+        payload=func.json_build_object(
+            literal_column("'order_id'"),
+            new_order.c.id,
+            literal_column("'user_id'"),
+            new_order.c.user_id,
+            literal_column("'status'"),
+            literal_column(f"'{OrderStatus.PENDING.value}'"),
+            literal_column("'total_cents'"),
+            new_order.c.total_cents,
+        ),
     ).cte("event")
     one = select(literal(1).label("one")).subquery("one")
     return DriverStatement(
@@ -356,7 +379,16 @@ async def _write_order(
             for pid in pids
         ],
     )
-    await outbox.emit(db, type=ORDER_CREATED, payload={"order_id": int(created["id"])})
+    await outbox.emit(
+        db,
+        type=ORDER_CREATED,
+        payload=order_payload(
+            order_id=int(created["id"]),
+            user_id=user_id,
+            status=OrderStatus.PENDING,
+            total_cents=total,
+        ),
+    )
     return _Written(
         created=created,
         prices=prices,
@@ -439,7 +471,9 @@ def _transition_statement(move: _Move) -> DriverStatement:
     values: dict[str, Any] = {"status": move.to.value, "updated_at": now, move.stamp: now}
     if move.to is OrderStatus.CANCELLED:
         values["status_reason"] = bindparam("reason")
-    return DriverStatement(update(_orders).where(*guard).values(**values).returning(_orders.c.id))
+    return DriverStatement(
+        update(_orders).where(*guard).values(**values).returning(_orders.c.user_id)
+    )
 
 
 TRANSITIONS = {move.verb: _transition_statement(move) for move in (CONFIRM, PAY, CANCEL)}
@@ -458,17 +492,27 @@ _CANCEL_REASONS: dict[CancelReason, str] = {
 async def confirm_order(
     db: Executor, *, order_id: int, user_id: int, is_admin: bool, reservation_ttl: timedelta
 ) -> dict[str, Any]:
-    """RESERVED → CONFIRMED (stops the reservation from expiring)."""
-    await _transition(db, CONFIRM, order_id, user_id, is_admin, reservation_ttl)
+    """RESERVED → CONFIRMED (stops the reservation from expiring); emits order.confirmed."""
+    owner = await _transition(db, CONFIRM, order_id, user_id, is_admin, reservation_ttl)
+    await outbox.emit(
+        db,
+        type=ORDER_CONFIRMED,
+        payload=order_payload(order_id=order_id, user_id=owner, status=OrderStatus.CONFIRMED),
+    )
     return await order_by_id(db, order_id=order_id)
 
 
 async def pay_order(
     db: Executor, *, order_id: int, user_id: int, is_admin: bool, reservation_ttl: timedelta
 ) -> dict[str, Any]:
-    """RESERVED | CONFIRMED → PAID; the held stock is consumed."""
-    await _transition(db, PAY, order_id, user_id, is_admin, reservation_ttl)
+    """RESERVED | CONFIRMED → PAID; the held stock is consumed; emits order.paid."""
+    owner = await _transition(db, PAY, order_id, user_id, is_admin, reservation_ttl)
     await inventory.consume(db, order_id=order_id)
+    await outbox.emit(
+        db,
+        type=ORDER_PAID,
+        payload=order_payload(order_id=order_id, user_id=owner, status=OrderStatus.PAID),
+    )
     return await order_by_id(db, order_id=order_id)
 
 
@@ -477,8 +521,14 @@ async def cancel_order(
 ) -> dict[str, Any]:
     """PENDING | RESERVED | CONFIRMED → CANCELLED; the release handler gives stock back."""
     reason: CancelReason = "admin" if is_admin else "user"
-    await _transition(db, CANCEL, order_id, user_id, is_admin, None, reason=reason)
-    await outbox.emit(db, type=ORDER_CANCELLED, payload={"order_id": order_id, "reason": reason})
+    owner = await _transition(db, CANCEL, order_id, user_id, is_admin, None, reason=reason)
+    await outbox.emit(
+        db,
+        type=ORDER_CANCELLED,
+        payload=order_payload(
+            order_id=order_id, user_id=owner, status=OrderStatus.CANCELLED, reason=reason
+        ),
+    )
     return await order_by_id(db, order_id=order_id)
 
 
@@ -491,7 +541,8 @@ async def _transition(
     reservation_ttl: timedelta | None,
     *,
     reason: CancelReason | None = None,
-) -> None:
+) -> int:
+    """Apply the move; the order owner's id. 404 or 409 when it does not apply."""
     now = utcnow()
     params: dict[str, Any] = {
         "order_id": order_id,
@@ -503,8 +554,9 @@ async def _transition(
         params["cutoff"] = now - reservation_ttl
     if reason is not None:
         params["reason"] = _CANCEL_REASONS[reason]
-    if await db.run(TRANSITIONS[move.verb], **params):
-        return
+    moved = await db.run(TRANSITIONS[move.verb], **params)
+    if moved:
+        return int(moved[0]["user_id"])
     current = await db.run(
         CURRENT_STATE, order_id=order_id, caller_id=user_id, everyone=int(is_admin)
     )
@@ -541,20 +593,29 @@ EXPIRE = DriverStatement(
         cancelled_at=bindparam("now", type_=UTCDateTime()),
         updated_at=bindparam("now", type_=UTCDateTime()),
     )
-    .returning(_orders.c.id)
+    .returning(_orders.c.id, _orders.c.user_id)
 )
 
 
 async def expire_reservations(db: Executor, *, cutoff: datetime, batch: int = 500) -> int:
     """Cancel RESERVED orders reserved before `cutoff` (reason "expired"); returns how many.
 
-    Their order.cancelled events release the stock through the pipeline, like any cancel.
+    Their order.cancelled events (reason "expired") release the stock through the
+    pipeline, like any cancel.
     """
     expired = await db.run(EXPIRE, cutoff=cutoff, batch=batch, now=utcnow())
     await outbox.emit_many(
         db,
         [
-            (ORDER_CANCELLED, {"order_id": int(row["id"]), "reason": "expired"})
+            (
+                ORDER_CANCELLED,
+                order_payload(
+                    order_id=int(row["id"]),
+                    user_id=int(row["user_id"]),
+                    status=OrderStatus.CANCELLED,
+                    reason="expired",
+                ),
+            )
             for row in sorted(expired, key=lambda row: int(row["id"]))
         ],
     )

@@ -204,4 +204,8 @@ class ActivityOut(BaseModel):
     field: str
     old_value: str | None
     new_value: str | None
+    event_id: str | None = Field(
+        description="The id of the event (task.created or task.updated) that announced this "
+        "change; null for entries older than the events"
+    )
     created_at: datetime

@@ -1,4 +1,8 @@
-"""Projects and their members. Services flush; the request edge commits."""
+"""Projects and their members. Services flush; the request edge commits.
+
+Every membership change is a member.* event, and every task it unassigns a task.updated
+event, written in the change's transaction (`projects.events`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from sqlalchemy.orm import aliased
 
 from taskhub.auth.principal import Principal
 from taskhub.errors import Conflict, NotFound, Unprocessable
+from taskhub.messaging.outbox import new_event_id
 from taskhub.models import Project, ProjectMember, Role, Task, TaskActivity, User
+from taskhub.projects import events
 from taskhub.projects.permissions import Permission, ProjectAccess
 
 AnyRow = Row[*tuple[Any, ...]]
@@ -21,13 +27,14 @@ AnyRow = Row[*tuple[Any, ...]]
 async def create_project(
     session: AsyncSession, *, user: Principal, title: str, description: str | None
 ) -> ProjectAccess:
-    """Create a project whose single owner is its creator."""
+    """Create a project whose single owner is its creator (member.added)."""
     project = Project(title=title, description=description)
     session.add(project)
     await session.flush()
     session.add(ProjectMember(project_id=project.id, user_id=user.id, role=Role.OWNER))
     await session.flush()
     await session.refresh(project)
+    await events.member_added(session, project_id=project.id, user_id=user.id, role=Role.OWNER)
     return ProjectAccess(
         user=user, role=Role.OWNER, project_id=project.id, project=project, owner_id=user.id
     )
@@ -73,8 +80,24 @@ async def update_project(
 
 
 async def delete_project(session: AsyncSession, *, access: ProjectAccess) -> None:
-    """Delete the project; its members, tasks and their activity go with it (FK cascades)."""
-    await session.execute(delete(Project).where(Project.id == access.project_id))
+    """Delete the project; its members, tasks and their activity go with it (FK cascades),
+    each announced: task.deleted per task, member.removed per member."""
+    project_id = access.project_id
+    task_ids = sorted(
+        (await session.scalars(select(Task.id).where(Task.project_id == project_id))).all()
+    )
+    members = (
+        await session.execute(
+            select(ProjectMember.user_id, ProjectMember.role)
+            .where(ProjectMember.project_id == project_id)
+            .order_by(ProjectMember.user_id)
+        )
+    ).all()
+    await session.execute(delete(Project).where(Project.id == project_id))
+    await events.tasks_deleted(session, project_id=project_id, task_ids=task_ids)
+    await events.members_removed(
+        session, project_id=project_id, members=[(user_id, Role(role)) for user_id, role in members]
+    )
 
 
 def _members_query() -> Any:
@@ -132,18 +155,25 @@ async def set_member_role(
         if await session.get(User, user_id) is None:
             raise NotFound("User not found")
         session.add(ProjectMember(project_id=access.project_id, user_id=user_id, role=role))
-    elif member.role == role:
+        await _flush_members(session)
+        await events.member_added(session, project_id=access.project_id, user_id=user_id, role=role)
+        return True
+    if member.role == role:
         return False
-    else:
-        member.role = role
+    previous = Role(member.role)
+    member.role = role
     await _flush_members(session)
-    return member is None
+    await events.member_role_changed(
+        session, project_id=access.project_id, user_id=user_id, role=role, previous_role=previous
+    )
+    return False
 
 
 async def transfer_ownership(
     session: AsyncSession, *, access: ProjectAccess, user_id: int, loc: list[str]
 ) -> None:
-    """Make an existing member the owner; the previous owner stays on as an admin."""
+    """Make an existing member the owner; the previous owner stays on as an admin (a
+    member.role_changed event for each)."""
     access.require(Permission.OWN)
     target = await session.get(ProjectMember, (access.project_id, user_id))
     if target is None:
@@ -153,16 +183,28 @@ async def transfer_ownership(
         )
     if target.role == Role.OWNER:
         return
+    project_id = access.project_id
     if access.owner_id is not None:
-        previous = await session.get(ProjectMember, (access.project_id, access.owner_id))
+        previous = await session.get(ProjectMember, (project_id, access.owner_id))
         if previous is not None:
             previous.role = Role.ADMIN
             # The partial unique index allows one owner at a time: demote before promoting.
             await _flush_members(session)
+            await events.member_role_changed(
+                session,
+                project_id=project_id,
+                user_id=access.owner_id,
+                role=Role.ADMIN,
+                previous_role=Role.OWNER,
+            )
         if access.owner_id == access.user.id:
             access.role = Role.ADMIN
+    target_role = Role(target.role)
     target.role = Role.OWNER
     await _flush_members(session)
+    await events.member_role_changed(
+        session, project_id=project_id, user_id=user_id, role=Role.OWNER, previous_role=target_role
+    )
     access.owner_id = user_id
     if user_id == access.user.id:
         access.role = Role.OWNER
@@ -186,31 +228,66 @@ async def remove_member(session: AsyncSession, *, access: ProjectAccess, user_id
         raise Conflict("The owner cannot leave or be removed; transfer ownership first")
     if not leaving:
         access.require_outranks(Role(member.role), what="remove members with")
+    role = Role(member.role)
     await session.delete(member)
     await session.flush()
-    await _unassign_tasks(session, access=access, user_id=user_id)
+    await events.members_removed(session, project_id=access.project_id, members=[(user_id, role)])
+    await _unassign_tasks(
+        session, project_id=access.project_id, user_id=user_id, actor_id=access.user.id
+    )
 
 
-async def _unassign_tasks(session: AsyncSession, *, access: ProjectAccess, user_id: int) -> None:
+async def leave_every_project(session: AsyncSession, *, user_id: int, actor_id: int) -> None:
+    """Before an account is deleted: it leaves each project it is a member of (never as the
+    owner: the deletion refuses that), as a removal would (member.removed, its tasks
+    unassigned)."""
+    memberships = (
+        await session.execute(
+            delete(ProjectMember)
+            .where(ProjectMember.user_id == user_id)
+            .returning(ProjectMember.project_id, ProjectMember.role)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for project_id, role in sorted(memberships):
+        await events.members_removed(
+            session, project_id=project_id, members=[(user_id, Role(role))]
+        )
+        await _unassign_tasks(session, project_id=project_id, user_id=user_id, actor_id=actor_id)
+
+
+async def _unassign_tasks(
+    session: AsyncSession, *, project_id: int, user_id: int, actor_id: int
+) -> None:
     result = await session.execute(
         update(Task)
-        .where(Task.project_id == access.project_id, Task.assignee_id == user_id)
+        .where(Task.project_id == project_id, Task.assignee_id == user_id)
         .values(assignee_id=None)
         .returning(Task.id)
         .execution_options(synchronize_session=False)
     )
-    task_ids = list(result.scalars())
+    task_ids = sorted(result.scalars())
     if task_ids:
+        event_ids = {task_id: new_event_id() for task_id in task_ids}
         await session.execute(
             insert(TaskActivity),
             [
                 {
                     "task_id": task_id,
-                    "actor_id": access.user.id,
+                    "actor_id": actor_id,
                     "field": "assignee_id",
                     "old_value": str(user_id),
                     "new_value": None,
+                    "event_id": event_ids[task_id],
                 }
+                for task_id in task_ids
+            ],
+        )
+        await events.tasks_updated(
+            session,
+            project_id=project_id,
+            changes=[
+                (task_id, event_ids[task_id], {"assignee_id": (user_id, None)})
                 for task_id in task_ids
             ],
         )

@@ -1,7 +1,8 @@
 """Tasks: create, change, delete, and their activity log. Services flush; the edge commits.
 
 Every change appends one `task_activity` row per changed field in the same transaction as the
-change itself, so the log can never disagree with the task.
+change itself, so the log can never disagree with the task; and it is one event (task.created,
+task.updated, task.deleted) in that transaction too, whose id the activity rows carry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.errors import Conflict, Unprocessable
+from taskhub.messaging.outbox import new_event_id
 from taskhub.models import ProjectMember, Task, TaskActivity, TaskPriority, TaskStatus
+from taskhub.projects import events
 from taskhub.projects.permissions import (
     Access,
     TaskAccess,
@@ -74,7 +77,8 @@ async def create_task(
     priority: TaskPriority,
     due_date: datetime | None,
 ) -> Task:
-    """Create a task (member+; assigning someone else needs admin+) and log its creation."""
+    """Create a task (member+; assigning someone else needs admin+), log its creation and
+    emit task.created."""
     access.require(assignment_permission(actor_id=access.user.id, assignee_id=assignee_id))
     await ensure_assignable(
         session, project_id=access.project_id, assignee_id=assignee_id, loc=["body", "assignee_id"]
@@ -91,11 +95,19 @@ async def create_task(
     )
     session.add(task)
     await _flush(session)
+    event_id = new_event_id()
     session.add(
-        TaskActivity(task_id=task.id, actor_id=access.user.id, field=CREATED, new_value=title)
+        TaskActivity(
+            task_id=task.id,
+            actor_id=access.user.id,
+            field=CREATED,
+            new_value=title,
+            event_id=event_id,
+        )
     )
     await _flush(session)
     await session.refresh(task)
+    await events.task_created(session, task=task, event_id=event_id)
     return task
 
 
@@ -106,7 +118,8 @@ async def update_task(
     changes: Mapping[str, Any],
     loc: list[str] | None = None,
 ) -> Task:
-    """Apply the fields that actually change, after checking the permission they need.
+    """Apply the fields that actually change, after checking the permission they need;
+    one task.updated event names them all.
 
     `loc` is where an invalid assignee came from (the body by default).
     """
@@ -127,6 +140,8 @@ async def update_task(
             loc=loc or ["body", "assignee_id"],
         )
     actor_id = task_access.user.id
+    event_id = new_event_id()
+    before = events.task_document(task, changed)
     for field, value in changed.items():
         session.add(
             TaskActivity(
@@ -135,17 +150,26 @@ async def update_task(
                 field=field,
                 old_value=activity_value(getattr(task, field)),
                 new_value=activity_value(value),
+                event_id=event_id,
             )
         )
         setattr(task, field, value)
     await _flush(session)
     await session.refresh(task)
+    after = events.task_document(task, changed)
+    await events.tasks_updated(
+        session,
+        project_id=task.project_id,
+        changes=[(task.id, event_id, {field: (before[field], after[field]) for field in changed})],
+    )
     return task
 
 
 async def delete_task(session: AsyncSession, *, task_access: TaskAccess) -> None:
-    """Delete the task and (by FK cascade) its activity log."""
-    await session.execute(delete(Task).where(Task.id == task_access.task.id))
+    """Delete the task and (by FK cascade) its activity log; emits task.deleted."""
+    task_id, project_id = task_access.task.id, task_access.task.project_id
+    await session.execute(delete(Task).where(Task.id == task_id))
+    await events.tasks_deleted(session, project_id=project_id, task_ids=[task_id])
 
 
 async def list_activity(

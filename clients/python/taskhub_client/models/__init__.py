@@ -1,6 +1,8 @@
 """Contains all the data models used in inputs/outputs"""
 
 from .activity_out import ActivityOut
+from .delivery_out import DeliveryOut
+from .delivery_state import DeliveryState
 from .health_out import HealthOut
 from .login_form import LoginForm
 from .member_out import MemberOut
@@ -11,12 +13,14 @@ from .order_line_in import OrderLineIn
 from .order_out import OrderOut
 from .order_status import OrderStatus
 from .page_activity_out import PageActivityOut
+from .page_delivery_out import PageDeliveryOut
 from .page_member_out import PageMemberOut
 from .page_order_out import PageOrderOut
 from .page_product_out import PageProductOut
 from .page_project_out import PageProjectOut
 from .page_task_out import PageTaskOut
 from .page_user_out import PageUserOut
+from .page_webhook_out import PageWebhookOut
 from .problem import Problem
 from .product_create_in import ProductCreateIn
 from .product_out import ProductOut
@@ -25,6 +29,8 @@ from .project_create_in import ProjectCreateIn
 from .project_out import ProjectOut
 from .project_put_in import ProjectPutIn
 from .project_update_in import ProjectUpdateIn
+from .project_webhook_create_in import ProjectWebhookCreateIn
+from .project_webhook_update_in import ProjectWebhookUpdateIn
 from .readiness_problem import ReadinessProblem
 from .ready_checks import ReadyChecks
 from .ready_out import ReadyOut
@@ -46,9 +52,18 @@ from .user_update_in import UserUpdateIn
 from .user_update_me_in import UserUpdateMeIn
 from .validation_issue import ValidationIssue
 from .validation_problem import ValidationProblem
+from .webhook_create_in import WebhookCreateIn
+from .webhook_create_in_scope import WebhookCreateInScope
+from .webhook_out import WebhookOut
+from .webhook_scope import WebhookScope
+from .webhook_secret_out import WebhookSecretOut
+from .webhook_update_in import WebhookUpdateIn
+from .webhook_update_in_scope import WebhookUpdateInScope
 
 __all__ = (
     "ActivityOut",
+    "DeliveryOut",
+    "DeliveryState",
     "HealthOut",
     "LoginForm",
     "MemberOut",
@@ -59,12 +74,14 @@ __all__ = (
     "OrderOut",
     "OrderStatus",
     "PageActivityOut",
+    "PageDeliveryOut",
     "PageMemberOut",
     "PageOrderOut",
     "PageProductOut",
     "PageProjectOut",
     "PageTaskOut",
     "PageUserOut",
+    "PageWebhookOut",
     "Problem",
     "ProductCreateIn",
     "ProductOut",
@@ -73,6 +90,8 @@ __all__ = (
     "ProjectOut",
     "ProjectPutIn",
     "ProjectUpdateIn",
+    "ProjectWebhookCreateIn",
+    "ProjectWebhookUpdateIn",
     "ReadinessProblem",
     "ReadyChecks",
     "ReadyOut",
@@ -94,4 +113,11 @@ __all__ = (
     "UserUpdateMeIn",
     "ValidationIssue",
     "ValidationProblem",
+    "WebhookCreateIn",
+    "WebhookCreateInScope",
+    "WebhookOut",
+    "WebhookScope",
+    "WebhookSecretOut",
+    "WebhookUpdateIn",
+    "WebhookUpdateInScope",
 )

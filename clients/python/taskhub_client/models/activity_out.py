@@ -20,6 +20,8 @@ class ActivityOut:
         field (str):
         old_value (None | str):
         new_value (None | str):
+        event_id (None | str): The id of the event (task.created or task.updated) that announced this change; null for
+            entries older than the events
         created_at (datetime.datetime):
     """
 
@@ -28,6 +30,7 @@ class ActivityOut:
     field: str
     old_value: None | str
     new_value: None | str
+    event_id: None | str
     created_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -45,6 +48,9 @@ class ActivityOut:
         new_value: None | str
         new_value = self.new_value
 
+        event_id: None | str
+        event_id = self.event_id
+
         created_at = self.created_at.isoformat()
 
         field_dict: dict[str, Any] = {}
@@ -56,6 +62,7 @@ class ActivityOut:
                 "field": field,
                 "old_value": old_value,
                 "new_value": new_value,
+                "event_id": event_id,
                 "created_at": created_at,
             }
         )
@@ -90,6 +97,13 @@ class ActivityOut:
 
         new_value = _parse_new_value(d.pop("new_value"))
 
+        def _parse_event_id(data: object) -> None | str:
+            if data is None:
+                return data
+            return cast(None | str, data)
+
+        event_id = _parse_event_id(d.pop("event_id"))
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         activity_out = cls(
@@ -98,6 +112,7 @@ class ActivityOut:
             field=field,
             old_value=old_value,
             new_value=new_value,
+            event_id=event_id,
             created_at=created_at,
         )
 

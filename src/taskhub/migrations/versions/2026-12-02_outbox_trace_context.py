@@ -5,7 +5,7 @@ when the request was not traced; the relay passes it on with the stream entry an
 worker's handler span continues the trace (taskhub.tracing).
 
 Revision ID: 6b2d8e4f1a97
-Revises: c81e4f0b7a3d
+Revises: 04942e41005d
 Create Date: 2026-12-02 09:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "6b2d8e4f1a97"
-down_revision: str | None = "c81e4f0b7a3d"
+down_revision: str | None = "04942e41005d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints that receive the events of design §8, signed (Standard Webhooks)."""
