@@ -40,6 +40,7 @@ PG_ADMIN_DSN = os.environ.get("TASKHUB_TEST_PG", "postgresql://postgres@127.0.0.
 REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("TASKHUB_REQUIRE_SERVICES") == "1"
 TABLES = [
+    "stream_tickets",
     "revoked_tokens",
     "task_activity",
     "tasks",
