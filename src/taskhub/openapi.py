@@ -106,7 +106,8 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
             operation = item.get(method)
             if operation is None:
                 continue
-            schemas.update(operation.pop(SCHEMAS_KEY, {}))
+            for name, named in operation.pop(SCHEMAS_KEY, {}).items():
+                schemas.setdefault(name, named)
             operation.setdefault("security", [])
             _document_answers(path, method, operation, errors)
             ids[(path, method)] = operation_id(path, method, item)
