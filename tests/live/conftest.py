@@ -3,6 +3,7 @@ short keep-alive and re-check intervals, and helpers that write events and order
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from taskhub.config import Settings
 from taskhub.messaging.outbox import emit
+from taskhub.models import OutboxEvent
 from tests.factories import Actor, make_user
 from tests.live.sse import served
 
@@ -42,6 +45,21 @@ async def emit_event(app: FastAPI, event_type: str, payload: dict[str, Any]) -> 
     async with app.state.sessionmaker() as session, session.begin():
         await emit(session, type=event_type, payload=payload)
     app.state.announcer.announce()
+
+
+async def quiet(app: FastAPI) -> None:
+    """Wait until the dispatcher has read every event written and no stream is open: what
+    a stream opened next gets live was written after."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        async with app.state.sessionmaker() as session:
+            backlog = await session.scalar(
+                select(func.count()).where(OutboxEvent.published_at.is_(None))
+            )
+        if not backlog and not app.state.live.has_subscribers:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the outbox never drained"
+        await asyncio.sleep(0.02)
 
 
 async def make_product(client: httpx.AsyncClient, admin: Actor, *, stock: int = 1000) -> int:

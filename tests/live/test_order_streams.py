@@ -56,9 +56,7 @@ async def test_another_users_order_events_never_arrive(
             mine[actor.id].append(await place_order(http, actor, product))
         # Events that name their owner (the contract's payloads) and events that do not (an
         # order's owner is then looked up): both kinds go to the owner only.
-        await emit_event(
-            live_app, "order.noted", {"order_id": mine[bob.id][0], "user_id": bob.id}
-        )
+        await emit_event(live_app, "order.noted", {"order_id": mine[bob.id][0], "user_id": bob.id})
         await emit_event(live_app, "order.noted", {"order_id": mine[alice.id][0]})
         # The last event of all is Alice's: once it is in, Alice has seen everything of hers.
         await emit_event(live_app, "order.noted", {"order_id": mine[alice.id][1]})
