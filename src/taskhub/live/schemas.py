@@ -90,7 +90,9 @@ def stream_answer(
         ref_template="#/components/schemas/{model}", mode="serialization"
     )
     named = {**schema.pop("$defs", {}), envelope.__name__: schema}
-    content = {EVENT_STREAM: {"itemSchema": stream_message(envelope, types)}}
+    # OpenAPI 3.1 has no `itemSchema` (3.2 does): here `schema` describes each message, as
+    # tools read an event stream's schema before 3.2 (schemathesis validates each one).
+    content = {EVENT_STREAM: {"schema": stream_message(envelope, types)}}
     return {200: {"description": description, "content": content}}, {SCHEMAS_KEY: named}
 
 
