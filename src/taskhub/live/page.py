@@ -20,6 +20,7 @@ ASSETS = {
     "live.html": "text/html; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
     "live.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 
 
@@ -48,3 +49,9 @@ async def live_script() -> Response:
 async def live_style() -> Response:
     """The page's style."""
     return _serve("live.css")
+
+
+@router.get("/live/favicon.svg")
+async def live_icon() -> Response:
+    """The page's icon."""
+    return _serve("favicon.svg")
