@@ -163,3 +163,21 @@ async def open_stream(
             await stream.close()
         else:
             await response.aclose()
+
+
+async def refused(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
+    """The answer to a stream request that must be refused (a stream that opens instead
+    fails the test rather than hang it)."""
+    request = client.build_request("GET", path, headers=headers, params=params)
+    response = await client.send(request, stream=True)
+    if response.status_code == 200:
+        await response.aclose()
+        raise AssertionError(f"{path}: the stream opened")
+    await response.aread()
+    return response

@@ -16,10 +16,17 @@ import httpx
 import pytest
 
 from taskhub.migrate import upgrade
-from tests.conftest import create_pg_database, drop_pg_database, make_settings, pg_url
-from tests.factories import Actor
-from tests.live.sse import open_stream
-from tests.processes import ServerProcess, TaskhubProcess, process_env
+from tests.conftest import (
+    clean_tables,
+    create_pg_database,
+    drop_pg_database,
+    make_settings,
+    pg_url,
+    started_apps,
+)
+from tests.factories import Actor, make_user
+from tests.live.sse import open_stream, served
+from tests.processes import PrivateRedis, ServerProcess, TaskhubProcess, process_env
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 EVENTS = "/api/v2/orders/events"
@@ -148,3 +155,31 @@ async def test_a_server_ends_its_streams_when_told_to_stop(stack: Stack) -> None
         await stream.until_ended()
         # The server ended it on SIGTERM (not its graceful shutdown's timeout), saying why.
         assert "stream ended: the server is restarting" in stream.comments
+
+
+async def test_a_stream_is_refused_while_the_event_streams_cannot_be_read(
+    pg_database_url: str, private_redis: PrivateRedis
+) -> None:
+    settings = make_settings(
+        database_url=pg_database_url, redis_url=private_redis.url, redis_prefix="live-down"
+    )
+    try:
+        async with started_apps() as start:
+            app = await start(settings)
+            async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+                user = await make_user(app, http)
+                # Nobody listened yet, so no reader has a position to resume from: where to
+                # start cannot be known while Redis is down. (A reader that has one keeps it
+                # through an outage, and its streams go on.)
+                private_redis.kill()
+                request = http.build_request("GET", EVENTS, headers=user.headers)
+                refused = await http.send(request, stream=True)
+                await refused.aclose()
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"]
+                assert refused.headers["content-type"].startswith("application/problem+json")
+                private_redis.start()
+                async with open_stream(http, EVENTS, headers=user.headers) as stream:
+                    assert not stream.ended
+    finally:
+        await clean_tables(pg_database_url)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tests.factories import Actor, make_user
 from tests.live.conftest import emit_event, make_product, place_order
-from tests.live.sse import open_stream
+from tests.live.sse import open_stream, refused
 
 EVENTS = "/api/v2/orders/events"
 
@@ -77,12 +77,12 @@ async def test_another_users_order_events_never_arrive(
 
 async def test_a_stream_needs_a_valid_token(live_app: FastAPI, http: httpx.AsyncClient) -> None:
     user = await make_user(live_app, http)
-    assert (await http.get(EVENTS)).status_code == 401
-    bad = await http.get(EVENTS, headers={"Authorization": "Bearer not-a-token"})
+    assert (await refused(http, EVENTS)).status_code == 401
+    bad = await refused(http, EVENTS, headers={"Authorization": "Bearer not-a-token"})
     assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
     assert bad.headers["content-type"].startswith("application/problem+json")
     assert (await http.post("/api/v1/auth/logout", headers=user.headers)).status_code == 204
-    assert (await http.get(EVENTS, headers=user.headers)).status_code == 401
+    assert (await refused(http, EVENTS, headers=user.headers)).status_code == 401
 
 
 async def test_an_idle_stream_gets_keep_alive_comments(

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from taskhub.config import Settings
 from tests.factories import Actor, make_user
 from tests.live.conftest import LIVE_SETTINGS, emit_event
-from tests.live.sse import open_stream, served
+from tests.live.sse import open_stream, refused, served
 
 
 async def make_project(client: httpx.AsyncClient, owner: Actor, *members: Actor) -> int:
@@ -71,11 +71,11 @@ async def test_a_non_member_gets_404_like_every_project_route(
 ) -> None:
     owner, stranger = await make_user(live_app, http), await make_user(live_app, http)
     project = await make_project(http, owner)
-    refused = await http.get(events_of(project), headers=stranger.headers)
-    assert refused.status_code == 404, refused.text
-    assert refused.headers["content-type"].startswith("application/problem+json")
-    assert (await http.get(events_of(10_000), headers=owner.headers)).status_code == 404
-    assert (await http.get(events_of(project))).status_code == 401
+    answer = await refused(http, events_of(project), headers=stranger.headers)
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert (await refused(http, events_of(10_000), headers=owner.headers)).status_code == 404
+    assert (await refused(http, events_of(project))).status_code == 401
 
 
 @pytest.mark.parametrize("how", ["removed", "logout", "logout-all", "deactivated", "password"])
@@ -117,7 +117,10 @@ async def test_a_stream_ends_when_its_user_may_no_longer_watch(
             assert (await order_stream.next()).event == "order.created"  # type: ignore[union-attr]
         else:
             await order_stream.until_ended()
-    assert (await http.get(events_of(project), headers=member.headers)).status_code in (401, 404)
+    assert (await refused(http, events_of(project), headers=member.headers)).status_code in (
+        401,
+        404,
+    )
 
 
 async def test_member_removed_ends_the_stream_at_once(

@@ -14,7 +14,7 @@ from taskhub.db import utcnow
 from taskhub.models import OutboxEvent
 from tests.factories import Actor, make_user
 from tests.live.conftest import emit_event, quiet
-from tests.live.sse import open_stream
+from tests.live.sse import open_stream, refused
 
 EVENTS = "/api/v2/orders/events"
 
@@ -103,6 +103,6 @@ async def test_a_malformed_last_event_id_is_refused(
     live_app: FastAPI, http: httpx.AsyncClient
 ) -> None:
     user = await make_user(live_app, http)
-    refused = await http.get(EVENTS, headers={**user.headers, "Last-Event-ID": "42"})
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["errors"][0]["loc"] == ["header", "Last-Event-ID"]
+    answer = await refused(http, EVENTS, headers={**user.headers, "Last-Event-ID": "42"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["loc"] == ["header", "Last-Event-ID"]

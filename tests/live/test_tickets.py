@@ -14,7 +14,7 @@ from taskhub.db import utcnow
 from taskhub.models import StreamTicket
 from tests.factories import Actor, make_user
 from tests.live.conftest import emit_event
-from tests.live.sse import open_stream
+from tests.live.sse import open_stream, refused
 
 TICKET = "/api/v1/auth/stream-ticket"
 EVENTS = "/api/v2/orders/events"
@@ -40,10 +40,10 @@ async def test_a_ticket_opens_one_stream_of_its_users_events(
         (message,) = await stream.take(1)
         assert message.envelope["payload"]["order_id"] == 2
         # Used: it opens nothing else, on any stream.
-        again = await http.get(EVENTS, params={"ticket": ticket})
+        again = await refused(http, EVENTS, params={"ticket": ticket})
         assert again.status_code == 401, again.text
         assert again.json()["detail"] == "The stream ticket is unknown, used or expired"
-    assert (await http.get(EVENTS, params={"ticket": "forged"})).status_code == 401
+    assert (await refused(http, EVENTS, params={"ticket": "forged"})).status_code == 401
 
 
 async def test_an_expired_ticket_is_refused(live_app: FastAPI, http: httpx.AsyncClient) -> None:
@@ -53,7 +53,7 @@ async def test_an_expired_ticket_is_refused(live_app: FastAPI, http: httpx.Async
         await session.execute(
             update(StreamTicket).values(expires_at=utcnow() - timedelta(seconds=1))
         )
-    assert (await http.get(EVENTS, params={"ticket": ticket})).status_code == 401
+    assert (await refused(http, EVENTS, params={"ticket": ticket})).status_code == 401
     # The periodic job forgets expired tickets.
     assert await purge_expired_tickets(live_app.state.sessionmaker) == 1
     async with live_app.state.sessionmaker() as session:
@@ -68,8 +68,8 @@ async def test_a_ticket_is_bound_to_its_tokens_validity(
     second = await ticket_of(http, user)
     assert (await http.post("/api/v1/auth/logout", headers=user.headers)).status_code == 204
     # The ticket of a logged-out token is refused, and that token gets no new one.
-    assert (await http.get(EVENTS, params={"ticket": ticket})).status_code == 401
-    assert (await http.get(EVENTS, params={"ticket": second})).status_code == 401
+    assert (await refused(http, EVENTS, params={"ticket": ticket})).status_code == 401
+    assert (await refused(http, EVENTS, params={"ticket": second})).status_code == 401
     assert (await http.post(TICKET, headers=user.headers)).status_code == 401
     # A new login's tickets work.
     login = await http.post(
@@ -90,7 +90,7 @@ async def test_a_deactivated_users_ticket_is_refused(
         f"/api/v1/users/{user.id}", json={"is_active": False}, headers=admin.headers
     )
     assert r.status_code == 200, r.text
-    assert (await http.get(EVENTS, params={"ticket": ticket})).status_code == 401
+    assert (await refused(http, EVENTS, params={"ticket": ticket})).status_code == 401
 
 
 async def test_a_ticket_needs_a_token(http: httpx.AsyncClient) -> None:
