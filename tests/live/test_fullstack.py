@@ -183,3 +183,49 @@ async def test_a_stream_is_refused_while_the_event_streams_cannot_be_read(
                     assert not stream.ended
     finally:
         await clean_tables(pg_database_url)
+
+
+async def test_a_stream_goes_on_after_redis_restarted_empty(
+    pg_database_url: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        database_url=pg_database_url, redis_url=private_redis.url, redis_prefix="live-restart"
+    )
+    env = process_env(
+        DATABASE_URL=pg_database_url,
+        REDIS_URL=private_redis.url,
+        REDIS_PREFIX="live-restart",
+        RELAY_POLL_SECONDS="0.1",
+    )
+    worker = TaskhubProcess(["worker"], env=env, log=tmp_path / "worker.log", cwd=tmp_path)
+    try:
+        async with started_apps() as start:
+            app = await start(settings)
+            async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+                admin = await make_user(app, http, is_superuser=True)
+                product = await http.post(
+                    "/api/v2/products",
+                    json={"sku": "LIVE-R", "name": "Live", "price_cents": 100, "stock": 100},
+                    headers=admin.headers,
+                )
+                line = {"items": [{"product_id": product.json()["id"], "quantity": 1}]}
+                async with open_stream(http, EVENTS, headers=admin.headers) as stream:
+                    first = await http.post("/api/v2/orders", json=line, headers=admin.headers)
+                    (before,) = await stream.take(1)
+                    assert before.envelope["payload"]["order_id"] == first.json()["id"]
+                    private_redis.kill()
+                    private_redis.start()
+                    # The same stream goes on, without reconnecting: the server's reader
+                    # reconnects and reads on; the events the worker republishes into the new
+                    # stream are not sent twice.
+                    second = await http.post("/api/v2/orders", json=line, headers=admin.headers)
+                    assert second.status_code == 201, second.text
+                    while True:
+                        message = await stream.next(timeout=60)
+                        assert message is not None, "the stream ended"
+                        assert message.id != before.id, "an event came twice"
+                        if message.envelope["payload"]["order_id"] == second.json()["id"]:
+                            break
+    finally:
+        worker.close()
+        await clean_tables(pg_database_url)
