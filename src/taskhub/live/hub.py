@@ -2,9 +2,12 @@
 
 The fan-out (`messaging.fanout`: the stream readers, or the embedded dispatcher) hands each
 event to `publish`, which only queues it; one task (`run`) routes the queued events to the
-subscriptions whose topic accepts them (`live.visibility`), in the order they came. Owners of
-orders that an event does not name are looked up in one statement per batch, and cached (an
-order never changes hands). With nobody subscribed, `publish` drops the event at once.
+subscriptions whose topic accepts them (`live.visibility`), in the order they came: it asks
+only the subscriptions filed under the event's routes (the order's owner, every order, the
+project), so routing costs what the event's audience does, not what the process's streams
+do. Owners of orders that an event does not name are looked up in one statement per batch,
+when some stream needs them, and cached (an order never changes hands). With nobody
+subscribed, `publish` drops the event at once.
 
 A subscription buffers at most `max_queued` events for its connection; one that falls
 further behind is ended, and its client resumes with `Last-Event-ID`.
@@ -18,7 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from taskhub.errors import ServiceUnavailable
-from taskhub.live.visibility import Topic, id_in
+from taskhub.live.visibility import Route, Topic, id_in, routes_of
 from taskhub.messaging.fanout import PublishedEvent, event_of_row
 from taskhub.models import OutboxEvent
 
@@ -88,6 +91,7 @@ class LiveHub:
         self._max_queued = max_queued
         self._attach = attach
         self._subscriptions: set[Subscription] = set()
+        self._routes: dict[Route, set[Subscription]] = {}
         self._inbox: deque[PublishedEvent] = deque()
         self._inbox_ready = asyncio.Event()
         self._owner_cache: OrderedDict[int, int] = OrderedDict()
@@ -124,12 +128,13 @@ class LiveHub:
             raise ServiceUnavailable("The server is shutting down", retry_after=1)
         subscription = Subscription(topic, max_queued=self._max_queued)
         self._subscriptions.add(subscription)
+        self._routes.setdefault(topic.route, set()).add(subscription)
         if self._attach is not None:
             try:
                 async with asyncio.timeout(ATTACH_SECONDS):
                     await self._attach()
             except Exception as exc:
-                self._subscriptions.discard(subscription)
+                self.unsubscribe(subscription)
                 logger.warning("live: cannot read the event streams (%r)", exc)
                 raise ServiceUnavailable("Live updates are unavailable right now") from None
         return subscription
@@ -137,6 +142,11 @@ class LiveHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Forget a stream (its connection closed)."""
         self._subscriptions.discard(subscription)
+        filed = self._routes.get(subscription.topic.route)
+        if filed is not None:
+            filed.discard(subscription)
+            if not filed:
+                del self._routes[subscription.topic.route]
         subscription.end("closed")
 
     def close(self) -> None:
@@ -155,47 +165,59 @@ class LiveHub:
                 events = list(self._inbox)
                 self._inbox.clear()
                 try:
-                    await self._route(events, list(self._subscriptions))
+                    await self._route(events)
                 except Exception:  # never let one batch stop the routing of the next ones
                     logger.exception("live: routing failed")
 
-    async def _route(self, events: list[PublishedEvent], subscriptions: list[Subscription]) -> None:
-        owners = await self._owners_for(events, subscriptions)
+    async def _route(self, events: list[PublishedEvent]) -> None:
+        owners = await self._owners_for(events)
         for event in events:
             owner = owners.get(id_in(event.payload, "order_id") or 0)
-            for subscription in subscriptions:
-                if subscription.topic.accepts(event, owner):
-                    subscription.push(event)
-                    if subscription.topic.ends_with(event):
-                        subscription.end("no longer allowed")
+            for route in routes_of(event, owner):
+                for subscription in list(self._routes.get(route, ())):
+                    if subscription.topic.accepts(event, owner):
+                        subscription.push(event)
+                        if subscription.topic.ends_with(event):
+                            subscription.end("no longer allowed")
 
-    async def _owners_for(
-        self, events: list[PublishedEvent], subscriptions: list[Subscription]
-    ) -> dict[int, int]:
-        """The owners of the orders these events are about, where a subscription needs them
-        (cached); a subscription that needs one that cannot be read now is ended."""
+    def _user_order_streams(self) -> list[Subscription]:
+        """The streams of one user's orders (not a site admin's every order)."""
+        return [
+            subscription
+            for route, filed in self._routes.items()
+            if route[0] == "order" and route[1] is not None
+            for subscription in filed
+        ]
+
+    async def _owners_for(self, events: list[PublishedEvent]) -> dict[int, int]:
+        """The owners of the orders these events are about but do not name, when a stream of
+        one user's orders listens (cached); if they cannot be read now, those streams end."""
         cache = self._owner_cache
-        needed = {
+        missing = {
             order_id
             for event in events
-            for subscription in subscriptions
-            if subscription.topic.needs_owner(event)
+            if event.type.startswith("order.")
+            and id_in(event.payload, "user_id") is None
             and (order_id := id_in(event.payload, "order_id")) is not None
+            and order_id not in cache
         }
-        missing = [order_id for order_id in needed if order_id not in cache]
-        if missing:
+        if missing and self._user_order_streams():
             try:
-                found = await self._owners(missing)
+                found = await self._owners(list(missing))
             except Exception as exc:
                 # Which of them may see these events is unknown: end their streams rather
                 # than skip events; the clients resume with Last-Event-ID.
                 logger.warning("live: cannot look up order owners (%r)", exc)
-                for subscription in subscriptions:
-                    if any(subscription.topic.needs_owner(event) for event in events):
-                        subscription.end("unavailable")
+                for subscription in self._user_order_streams():
+                    subscription.end("unavailable")
                 found = {}
             for order_id, owner in found.items():
                 cache[order_id] = owner
             while len(cache) > OWNER_CACHE_SIZE:
                 cache.popitem(last=False)
-        return {order_id: cache[order_id] for order_id in needed if order_id in cache}
+        owners: dict[int, int] = {}
+        for event in events:
+            order_id = id_in(event.payload, "order_id")
+            if order_id is not None and order_id in cache:
+                owners[order_id] = cache[order_id]
+        return owners

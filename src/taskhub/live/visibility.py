@@ -7,6 +7,8 @@
   who is removed (`member.removed` naming them) sees that event, and their stream ends.
 
 A stream subscribes to one topic; live events and replayed ones pass the same `accepts`.
+To find a live event's subscribers without asking every subscription, each topic has a
+route (`OrdersTopic.route`, ...), and an event the routes it may go to (`routes_of`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class OrdersTopic:
 
     prefixes = ORDER_EVENTS
 
+    @property
+    def route(self) -> tuple[str, int | None]:
+        """Where the hub files the stream (`routes_of`)."""
+        return ("order", None) if self.everyone else ("order", self.user_id)
+
     def needs_owner(self, event: PublishedEvent) -> bool:
         """Whether `accepts` needs the order's owner, which the payload does not name."""
         return (
@@ -74,6 +81,11 @@ class ProjectTopic:
 
     prefixes = PROJECT_EVENTS
 
+    @property
+    def route(self) -> tuple[str, int | None]:
+        """Where the hub files the stream (`routes_of`)."""
+        return ("project", self.project_id)
+
     def needs_owner(self, event: PublishedEvent) -> bool:  # noqa: ARG002
         """Project events name their project."""
         return False
@@ -96,6 +108,22 @@ class ProjectTopic:
 
 
 Topic = OrdersTopic | ProjectTopic
+# ("order", None): every order's events; ("order", user id); ("project", project id).
+Route = tuple[str, int | None]
+EVERY_ORDER: Route = ("order", None)
+
+
+def routes_of(event: PublishedEvent, owner: int | None) -> tuple[Route, ...]:
+    """The routes of the topics that may accept the event (`owner`: looked up when the
+    payload does not name it)."""
+    if event.type.startswith(ORDER_EVENTS):
+        owner = id_in(event.payload, "user_id") or owner
+        return (EVERY_ORDER,) if owner is None else (EVERY_ORDER, ("order", owner))
+    if event.type.startswith(PROJECT_EVENTS):
+        project_id = id_in(event.payload, "project_id")
+        return () if project_id is None else (("project", project_id),)
+    return ()
+
 
 _orders = table_of(Order)
 ORDER_OWNERS = DriverStatement(
