@@ -42,6 +42,7 @@ REQUIRE_SERVICES = os.environ.get("TASKHUB_REQUIRE_SERVICES") == "1"
 TABLES = [
     "webhook_deliveries",
     "webhook_endpoints",
+    "stream_tickets",
     "revoked_tokens",
     "task_activity",
     "tasks",

@@ -117,6 +117,17 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
     # Settled deliveries (succeeded or failed) are deleted this long after their last attempt.
     webhook_retention: timedelta = timedelta(days=7)
+    # Live updates (Server-Sent Events, taskhub.live).
+    # A comment line after this long without an event keeps idle connections open.
+    live_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # How often an open stream checks again that its token and its access still hold.
+    live_recheck_seconds: float = Field(default=0.5, gt=0)
+    # `Last-Event-ID` replays the events of this long ago at most; published outbox rows are
+    # kept at least this long (taskhub.messaging.retention).
+    live_replay_window: timedelta = timedelta(hours=1)
+    # Events waiting for one slow client; past this its stream ends (it resumes with
+    # Last-Event-ID).
+    live_max_queued_events: int = Field(default=10_000, ge=10)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -175,7 +186,7 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("reservation_ttl", "webhook_retention", mode="before")
+    @field_validator("reservation_ttl", "webhook_retention", "live_replay_window", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         # pydantic reads a bare number only from Python, not from a string such as the
@@ -189,6 +200,13 @@ class Settings(BaseSettings):
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("a duration must not be negative")
+        return value
+
+    @field_validator("live_replay_window")
+    @classmethod
+    def _replay_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("LIVE_REPLAY_WINDOW must be positive")
         return value
 
     @field_validator(

@@ -22,6 +22,8 @@ from taskhub.driver import Database, attach_driver_pool, detach_driver_pool
 from taskhub.errors import install_error_handlers
 from taskhub.events import build_registry
 from taskhub.health import router as health_router
+from taskhub.live.page import router as live_page_router
+from taskhub.live.runtime import LiveUpdates, end_streams_on_signals
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
 from taskhub.messaging.embedded import EmbeddedDispatcher
 from taskhub.messaging.metrics import pipeline_metrics_refresher
@@ -73,6 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 all_partitions(settings.redis_prefix, settings.stream_partitions),
             ),
         )
+        # Live streams (Server-Sent Events): every published event, to this process's
+        # subscribers (full stack: read from the streams; embedded: told by the dispatcher).
+        live = LiveUpdates(settings, database=app.state.database, redis=app.state.redis)
+        app.state.live = live.hub
+        live.start()
+        restore_signals = (
+            end_streams_on_signals(live.hub)
+            if getattr(app.state, "end_streams_on_signals", False)
+            else None
+        )
         dispatcher_task: asyncio.Task[None] | None = None
         deliveries_task: asyncio.Task[None] | None = None
         if settings.embedded_events:
@@ -88,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poll_seconds=settings.relay_poll_seconds,
                 jobs_every_seconds=settings.expiry_sweep_seconds,
                 max_attempts=settings.event_max_deliveries,
+                observer=live.hub.on_outbox_row,
             )
             dispatcher_task = asyncio.create_task(dispatcher.run(), name="embedded-dispatcher")
         try:
@@ -102,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 deliveries_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await deliveries_task
+            if restore_signals is not None:
+                restore_signals()
+            await live.close()
             if dispatcher_task is not None:
                 # Let it finish the event in hand: a cancelled database call could leave a
                 # connection (and, on SQLite, the write lock) behind.
@@ -138,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(health_router)
+    app.include_router(live_page_router)
     if settings.cors_origins:
         app.add_middleware(
             ProblemCORSMiddleware,
@@ -190,5 +207,7 @@ def app_from_env() -> FastAPI:
     configure_logging(json_logs=settings.environment != "dev", level=settings.log_level)
     configure_tracing(service_name="taskhub-api", spans_file=settings.opentelemetry_spans_file)
     app = create_app(settings)
+    # Served by uvicorn: its SIGTERM/SIGINT handlers end the event streams first.
+    app.state.end_streams_on_signals = True
     tune_gc(settings.gc_gen0_threshold)
     return app

@@ -23,7 +23,8 @@ from taskhub.tracing import forget_incoming, remember_incoming
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 # OWASP REST Security Cheat Sheet: an API response is never framed, sniffed, cached or
-# allowed to load anything. The docs UI loads its scripts, so it gets only `nosniff`.
+# allowed to load anything. The docs UI loads its scripts, so it gets only `nosniff`; the
+# /live page gets the rest with a policy of its own (LIVE_PAGE_CSP).
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -34,6 +35,16 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+# The /live page (taskhub.live.page) runs its own script and style and talks to this server
+# only (the API and its event streams); nothing else, nothing inline.
+LIVE_PAGE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+LIVE_PAGE_HEADERS = [
+    (name, LIVE_PAGE_CSP if name == b"content-security-policy" else value)
+    for name, value in SECURITY_HEADERS
+]
 
 
 class _BodyTooLarge(HTTPException):
@@ -75,7 +86,12 @@ class EdgeMiddleware:
         status_holder = [500]
 
         response_started = False
-        is_docs = path.startswith(_DOCS_PATHS)
+        if path.startswith(_DOCS_PATHS):
+            security_headers = SECURITY_HEADERS[:1]
+        elif path == "/live" or path.startswith("/live/"):
+            security_headers = LIVE_PAGE_HEADERS
+        else:
+            security_headers = SECURITY_HEADERS
 
         async def send_wrapper(message: Message) -> None:
             nonlocal response_started
@@ -84,7 +100,7 @@ class EdgeMiddleware:
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", rid))
-                headers.extend(SECURITY_HEADERS if not is_docs else SECURITY_HEADERS[:1])
+                headers.extend(security_headers)
                 message["headers"] = headers
             await send(message)
 

@@ -106,7 +106,8 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
             operation = item.get(method)
             if operation is None:
                 continue
-            schemas.update(operation.pop(SCHEMAS_KEY, {}))
+            for name, named in operation.pop(SCHEMAS_KEY, {}).items():
+                schemas.setdefault(name, named)
             operation.setdefault("security", [])
             _document_answers(path, method, operation, errors)
             ids[(path, method)] = operation_id(path, method, item)
@@ -198,10 +199,11 @@ def operation_id(path: str, method: str, item: dict[str, Any]) -> str:
     The words are the path's literal segments after `/api/vN` (`-` becomes `_`), then the
     action: on an item (the path ends in a parameter) `get`, `replace` (PUT), `update` (PATCH),
     `delete`, and nothing for a POST (`tasks_status`, `tasks_assign`); elsewhere `list` for a
-    GET answering a page and `get` for another GET, `create` for a POST answering 201 on a
-    path that can also be listed, nothing for any other POST (`orders_pay`, `auth_signup`),
-    `replace`, `update`, `delete`. Paths outside /api are named by their words alone
-    (`health`). A v2 operation that repeats a v1 one ends in `_v2`.
+    GET answering a page, `stream` for one answering an event stream and `get` for another
+    GET, `create` for a POST answering 201 on a path that can also be listed, nothing for any
+    other POST (`orders_pay`, `auth_signup`), `replace`, `update`, `delete`. Paths outside
+    /api are named by their words alone (`health`). A v2 operation that repeats a v1 one ends
+    in `_v2`.
     """
     segments = path.strip("/").split("/")
     if segments[0] != "api":
@@ -212,12 +214,19 @@ def operation_id(path: str, method: str, item: dict[str, Any]) -> str:
     if segments[-1].startswith("{"):
         action = _ITEM_ACTIONS[method]
     elif method == "get":
-        action = "list" if _answers_a_page(operation) else "get"
+        if _answers_a_page(operation):
+            action = "list"
+        else:
+            action = "stream" if _answers_a_stream(operation) else "get"
     elif method == "post":
         action = "create" if "get" in item and "201" in operation["responses"] else ""
     else:
         action = _ITEM_ACTIONS[method]
     return "_".join([*words, action] if action else words)
+
+
+def _answers_a_stream(operation: dict[str, Any]) -> bool:
+    return "text/event-stream" in operation["responses"].get("200", {}).get("content", {})
 
 
 def _answers_a_page(operation: dict[str, Any]) -> bool:

@@ -29,8 +29,11 @@ OPERATION_IDS = {
     "tasks_status", "tasks_assign", "tasks_activity_list", "products_create", "products_list",
     "products_get", "products_update", "products_delete", "products_stock_update",
     "orders_create", "orders_list", "orders_get", "orders_confirm", "orders_pay",
-    "orders_cancel", "health", "ready",
+    "orders_cancel", "health", "ready", "auth_stream_ticket", "orders_events_stream",
+    "projects_events_stream",
 }  # fmt: skip
+# Event streams also take a stream ticket (`?ticket=`), for EventSource clients.
+STREAMS = {"orders_events_stream", "projects_events_stream"}
 PUBLIC = {
     "auth_signup", "auth_login_access_token", "auth_login_access_token_v2", "products_list",
     "products_get", "health", "ready",
@@ -188,6 +191,9 @@ def test_public_operations_say_so(document: dict[str, Any]) -> None:
         if name in PUBLIC:
             assert op["security"] == [], name
             assert "401" not in op["responses"] or name.startswith("auth_login"), name
+        elif name in STREAMS:
+            assert op["security"] == [{"OAuth2PasswordBearer": []}, {"StreamTicket": []}], name
+            assert "401" in op["responses"], name
         else:
             assert op["security"] == [{"OAuth2PasswordBearer": []}], name
             assert "401" in op["responses"], name
@@ -207,3 +213,34 @@ def test_every_request_body_has_an_example(document: dict[str, Any]) -> None:
             assert schema(document, ref).get("examples"), (name, ref)
             bodies += 1
     assert bodies >= 15
+
+
+def test_event_streams_are_documented_as_such(document: dict[str, Any]) -> None:
+    ops = operations(document)
+    for name, envelope in (
+        ("orders_events_stream", "OrderEvent"),
+        ("projects_events_stream", "ProjectEvent"),
+    ):
+        ok = ops[name]["responses"]["200"]
+        assert list(ok["content"]) == ["text/event-stream"], name
+        # Each message (OpenAPI 3.1 has no `itemSchema`).
+        message = ok["content"]["text/event-stream"]["schema"]
+        assert message["required"] == ["id", "event", "data"]
+        data = message["properties"]["data"]
+        assert data["contentMediaType"] == "application/json"
+        assert data["contentSchema"] == {"$ref": f"#/components/schemas/{envelope}"}
+        assert ok["headers"]["X-Request-ID"]["required"]
+        params = {(p["in"], p["name"]) for p in ops[name]["parameters"]}
+        assert {("header", "Last-Event-ID"), ("query", "last_event_id")} <= params
+    assert {"401", "404", "503"} <= ops["projects_events_stream"]["responses"].keys()
+    payload = schema(document, "OrderEventPayload")
+    assert payload["required"] == ["order_id"]
+    assert schema(document, "ProjectEvent")["properties"]["payload"] == {
+        "$ref": "#/components/schemas/ProjectEventPayload"
+    }
+    ticket = document["components"]["securitySchemes"]["StreamTicket"]
+    assert (ticket["type"], ticket["in"], ticket["name"]) == ("apiKey", "query", "ticket")
+    issued = ops["auth_stream_ticket"]["responses"]["200"]["content"]["application/json"]
+    assert issued["schema"] == {"$ref": "#/components/schemas/StreamTicketOut"}
+    # The page is not part of the API.
+    assert not [path for path in document["paths"] if path.startswith("/live")]

@@ -270,6 +270,30 @@ export interface paths {
         patch: operations["products_stock_update"];
         trace?: never;
     };
+    "/api/v2/orders/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Order Events
+         * @description Live events of your orders (a site admin's: every order), as Server-Sent Events.
+         *
+         *     Authenticate with `Authorization: Bearer`, or (EventSource) `?ticket=` from
+         *     `POST /api/v1/auth/stream-ticket`. The stream ends within a second when the token ends
+         *     (logout, deactivation, a password change).
+         */
+        get: operations["orders_events_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/orders": {
         parameters: {
             query?: never;
@@ -767,6 +791,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Project Events
+         * @description Live task and member events of a project, as Server-Sent Events (members only).
+         *
+         *     Authenticate as for the orders stream. The stream ends within a second when the caller
+         *     is removed from the project, or the token ends.
+         */
+        get: operations["projects_events_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/signup": {
         parameters: {
             query?: never;
@@ -861,6 +908,28 @@ export interface paths {
          * @description End every token of the user issued so far, this one included, at once.
          */
         post: operations["auth_logout_all"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/stream-ticket": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stream Ticket
+         * @description A single-use ticket, valid 60 s, that opens one event stream for this token's user:
+         *     for a browser's EventSource, which cannot send the token (`?ticket=`). It is refused once
+         *     the token ends (logout, deactivation, a password change).
+         */
+        post: operations["auth_stream_ticket"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1524,6 +1593,23 @@ export interface components {
             full_name?: string | null;
         };
         /**
+         * StreamTicketOut
+         * @description A single-use ticket that opens one event stream (`?ticket=`), for EventSource clients
+         *     that cannot send an Authorization header.
+         */
+        StreamTicketOut: {
+            /**
+             * Ticket
+             * @description Pass as `?ticket=` to an event stream; works once
+             */
+            ticket: string;
+            /**
+             * Expires In
+             * @description Seconds until the ticket expires unused (60 at most)
+             */
+            expires_in: number;
+        };
+        /**
          * TaskCreateIn
          * @description A new task in a project the caller may edit.
          * @example {
@@ -2050,6 +2136,128 @@ export interface components {
          * @enum {string}
          */
         TaskSort: "id" | "-id" | "due_date" | "-due_date" | "priority" | "-priority" | "created_at" | "-created_at";
+        /**
+         * OrderEventPayload
+         * @description The payload of an `order.*` event: `order.created` `{order_id, user_id, status,
+         *     total_cents}`; `order.reserved`, `order.confirmed`, `order.paid` `{order_id, user_id,
+         *     status}`; `order.failed` and `order.cancelled` add `reason`.
+         */
+        OrderEventPayload: {
+            /** Order Id */
+            order_id: number;
+            /**
+             * User Id
+             * @description The order's owner
+             */
+            user_id?: number | null;
+            /** @description The order's new status */
+            status?: components["schemas"]["OrderStatus"] | null;
+            /**
+             * Total Cents
+             * @description `order.created`: the total
+             */
+            total_cents?: number | null;
+            /**
+             * Reason
+             * @description `order.cancelled`: `user`, `admin` or `expired`; `order.failed`: why
+             */
+            reason?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * OrderEvent
+         * @description An order event, as a message's `data`.
+         */
+        OrderEvent: {
+            /**
+             * Id
+             * Format: uuid
+             * @description The event's id, also the message's `id`
+             */
+            id: string;
+            /**
+             * Type
+             * @description `order.created`, …
+             */
+            type: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Version */
+            version: number;
+            /**
+             * Request Id
+             * @description The id of the request that caused it
+             */
+            request_id: string | null;
+            payload: components["schemas"]["OrderEventPayload"];
+        };
+        /**
+         * ProjectEventPayload
+         * @description The payload of a `task.*` or `member.*` event: `task.created` `{task_id, project_id,
+         *     task}`; `task.updated` `{task_id, project_id, changes}`; `task.deleted` `{task_id,
+         *     project_id}`; `member.added` and `member.removed` `{project_id, user_id, role}`;
+         *     `member.role_changed` adds `previous_role`.
+         */
+        ProjectEventPayload: {
+            /** Project Id */
+            project_id: number;
+            /** Task Id */
+            task_id?: number | null;
+            /** @description `task.created`: the new task */
+            task?: components["schemas"]["TaskOut"] | null;
+            /**
+             * Changes
+             * @description `task.updated`: each changed field → `[old, new]`, as the API writes them
+             */
+            changes?: {
+                [key: string]: unknown[];
+            } | null;
+            /**
+             * User Id
+             * @description `member.*`: the member
+             */
+            user_id?: number | null;
+            /** @description `member.*`: the role (`member.removed`: the one it had) */
+            role?: components["schemas"]["Role"] | null;
+            /** @description `member.role_changed` */
+            previous_role?: components["schemas"]["Role"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ProjectEvent
+         * @description A task or member event, as a message's `data`.
+         */
+        ProjectEvent: {
+            /**
+             * Id
+             * Format: uuid
+             * @description The event's id, also the message's `id`
+             */
+            id: string;
+            /**
+             * Type
+             * @description `task.created`, …
+             */
+            type: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Version */
+            version: number;
+            /**
+             * Request Id
+             * @description The id of the request that caused it
+             */
+            request_id: string | null;
+            payload: components["schemas"]["ProjectEventPayload"];
+        };
     };
     responses: never;
     parameters: never;
@@ -4261,6 +4469,91 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload Too Large */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ValidationProblem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    orders_events_stream: {
+        parameters: {
+            query?: {
+                /** @description `Last-Event-ID`, for clients that cannot send the header */
+                last_event_id?: string | null;
+            };
+            header?: {
+                /** @description Resume after this event (the `id` of the last message received; EventSource sends it when it reconnects): the events missed since are sent first, from the last hour, in order and once each. An id no longer known: the whole hour */
+                "Last-Event-ID"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream, open until the client leaves (or its token ends). Each message is one event: `id`, `event` (its type) and `data` (its envelope); a comment line keeps an idle stream open */
+            200: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": {
+                        /**
+                         * Format: uuid
+                         * @description The event's id: send it back as `Last-Event-ID` to resume
+                         */
+                        id: string;
+                        /** @description The event's type: `order.created`, `order.reserved`, `order.failed`, `order.confirmed`, `order.paid`, `order.cancelled` */
+                        event: string;
+                        data: string;
+                    };
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The authentication scheme to use: `Bearer` */
+                    "WWW-Authenticate": string;
                     /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
                     "X-Request-ID": string;
                     [name: string]: unknown;
@@ -7918,6 +8211,104 @@ export interface operations {
             };
         };
     };
+    projects_events_stream: {
+        parameters: {
+            query?: {
+                /** @description `Last-Event-ID`, for clients that cannot send the header */
+                last_event_id?: string | null;
+            };
+            header?: {
+                /** @description Resume after this event (the `id` of the last message received; EventSource sends it when it reconnects): the events missed since are sent first, from the last hour, in order and once each. An id no longer known: the whole hour */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream, open until the client leaves, its token ends or it is no longer a member. Each message is one event: `id`, `event` (its type) and `data` (its envelope); a comment line keeps an idle stream open */
+            200: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": {
+                        /**
+                         * Format: uuid
+                         * @description The event's id: send it back as `Last-Event-ID` to resume
+                         */
+                        id: string;
+                        /** @description The event's type: `task.created`, `task.updated`, `task.deleted`, `member.added`, `member.removed`, `member.role_changed` */
+                        event: string;
+                        data: string;
+                    };
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The authentication scheme to use: `Bearer` */
+                    "WWW-Authenticate": string;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload Too Large */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ValidationProblem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     auth_signup: {
         parameters: {
             query?: never;
@@ -8249,6 +8640,78 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description The authentication scheme to use: `Bearer` */
+                    "WWW-Authenticate": string;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Concurrent Update */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload Too Large */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After": number;
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    auth_stream_ticket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /** @description The request's id (the client's own `X-Request-ID` when it sent a sane one); logs and events carry it too */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamTicketOut"];
+                };
             };
             /** @description Unauthorized */
             401: {

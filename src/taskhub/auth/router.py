@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import Form, Request, Response
 from sqlalchemy import select
 
-from taskhub.auth import service, tokens
+from taskhub.auth import service, stream_tickets, tokens
 from taskhub.auth.dependencies import AdminUser, CurrentUser, VerifiedToken
 from taskhub.auth.schemas import (
     LoginForm,
     SignupIn,
+    StreamTicketOut,
     TokenOut,
     UserCreateIn,
     UserOut,
@@ -122,6 +123,17 @@ async def logout(_user: CurrentUser, token: VerifiedToken, session: SessionDep) 
 async def logout_all(user: CurrentUser, session: SessionDep) -> None:
     """End every token of the user issued so far, this one included, at once."""
     await tokens.end_all_tokens(session, user_id=user.id)
+
+
+@auth_router.post("/stream-ticket", responses=problem_responses(Unauthorized))
+async def stream_ticket(
+    _user: CurrentUser, token: VerifiedToken, session: SessionDep
+) -> StreamTicketOut:
+    """A single-use ticket, valid 60 s, that opens one event stream for this token's user:
+    for a browser's EventSource, which cannot send the token (`?ticket=`). It is refused once
+    the token ends (logout, deactivation, a password change)."""
+    ticket, expires_in = await stream_tickets.issue_ticket(session, token=token)
+    return StreamTicketOut(ticket=ticket, expires_in=expires_in)
 
 
 @users_router.get("/me", response_model=UserOut, responses=problem_responses(Unauthorized))

@@ -158,3 +158,13 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
     expires_in: int
+
+
+class StreamTicketOut(BaseModel):
+    """A single-use ticket that opens one event stream (`?ticket=`), for EventSource clients
+    that cannot send an Authorization header."""
+
+    ticket: str = Field(description="Pass as `?ticket=` to an event stream; works once")
+    expires_in: int = Field(
+        ge=1, le=60, description="Seconds until the ticket expires unused (60 at most)"
+    )

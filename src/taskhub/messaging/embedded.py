@@ -10,6 +10,12 @@ capped exponential backoff with jitter, and while the database is unavailable th
 waits for the gate to reopen. A deterministic failure counts in the row's `attempts`; at
 `max_attempts` the row is dead (`dead_at`). A row waiting for its retry does not hold the
 rows after it back.
+
+An `observer` (the live streams' fan-out) is told of each row when the loop first reads it,
+in outbox order, before the handlers of its batch run: as the full stack's fan-out sees an
+event once it is on the stream, whatever its handlers do with it. A row read again (after a
+stop or the database's outage cut its batch short) is told again; a row waiting for a retry
+is not.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,6 +57,7 @@ class EmbeddedDispatcher:
         retry_base_seconds: float = 0.05,
         retry_cap_seconds: float = 300.0,
         gate: DatabaseGate | None = None,
+        observer: Callable[[OutboxEvent], None] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._registry = registry
@@ -61,6 +69,7 @@ class EmbeddedDispatcher:
         self._retry_base = retry_base_seconds
         self._retry_cap = retry_cap_seconds
         self._gate = gate or DatabaseGate(sessionmaker.kw["bind"])
+        self._observer = observer
         # Row id → (failed attempts of any kind, when it may be tried again).
         self._waiting: dict[int, tuple[int, float]] = {}
         self._next_jobs = 0.0
@@ -108,6 +117,9 @@ class EmbeddedDispatcher:
             stmt = stmt.where(OutboxEvent.id.not_in(not_due))
         async with self._sessionmaker() as session:
             rows = (await session.scalars(stmt)).all()
+        for row in rows:
+            if row.id not in self._waiting:
+                self._observe(row)
         settled = 0
         for row in rows:
             if self._stopping or not self._gate.is_open:
@@ -149,6 +161,16 @@ class EmbeddedDispatcher:
         self._waiting[row.id] = (attempts, time.monotonic() + delay)
         EVENTS_WAITING.labels("outbox").set(len(self._waiting))
         return 0
+
+    def _observe(self, row: OutboxEvent) -> None:
+        """Tell the observer of a row seen for the first time; its failure is not the
+        event's."""
+        if self._observer is None:
+            return
+        try:
+            self._observer(row)
+        except Exception:
+            logger.exception("the outbox observer failed on event %s", row.event_id)
 
     def _forget(self, row_id: int) -> None:
         if self._waiting.pop(row_id, None) is not None:

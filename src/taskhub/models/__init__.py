@@ -6,6 +6,7 @@ from taskhub.models.order import Order, OrderItem, OrderStatus, Reservation, Res
 from taskhub.models.outbox import OutboxEvent, ProcessedEvent
 from taskhub.models.product import MovementReason, Product, StockMovement
 from taskhub.models.project import Project, ProjectMember, Role
+from taskhub.models.stream_ticket import StreamTicket
 from taskhub.models.task import Task, TaskActivity, TaskPriority, TaskStatus
 from taskhub.models.user import RevokedToken, User
 from taskhub.models.webhook import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookScope
@@ -28,6 +29,7 @@ __all__ = [
     "ReservationState",
     "Role",
     "StockMovement",
+    "StreamTicket",
     "Task",
     "TaskActivity",
     "TaskPriority",

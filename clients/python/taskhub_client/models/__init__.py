@@ -8,10 +8,13 @@ from .login_form import LoginForm
 from .member_out import MemberOut
 from .member_role_in import MemberRoleIn
 from .order_create_in import OrderCreateIn
+from .order_event import OrderEvent
+from .order_event_payload import OrderEventPayload
 from .order_item_out import OrderItemOut
 from .order_line_in import OrderLineIn
 from .order_out import OrderOut
 from .order_status import OrderStatus
+from .orders_events_stream_response_200 import OrdersEventsStreamResponse200
 from .page_activity_out import PageActivityOut
 from .page_delivery_out import PageDeliveryOut
 from .page_member_out import PageMemberOut
@@ -26,16 +29,21 @@ from .product_create_in import ProductCreateIn
 from .product_out import ProductOut
 from .product_update_in import ProductUpdateIn
 from .project_create_in import ProjectCreateIn
+from .project_event import ProjectEvent
+from .project_event_payload import ProjectEventPayload
+from .project_event_payload_changes_type_0 import ProjectEventPayloadChangesType0
 from .project_out import ProjectOut
 from .project_put_in import ProjectPutIn
 from .project_update_in import ProjectUpdateIn
 from .project_webhook_create_in import ProjectWebhookCreateIn
 from .project_webhook_update_in import ProjectWebhookUpdateIn
+from .projects_events_stream_response_200 import ProjectsEventsStreamResponse200
 from .readiness_problem import ReadinessProblem
 from .ready_checks import ReadyChecks
 from .ready_out import ReadyOut
 from .role import Role
 from .signup_in import SignupIn
+from .stream_ticket_out import StreamTicketOut
 from .task_create_in import TaskCreateIn
 from .task_out import TaskOut
 from .task_priority import TaskPriority
@@ -69,9 +77,12 @@ __all__ = (
     "MemberOut",
     "MemberRoleIn",
     "OrderCreateIn",
+    "OrderEvent",
+    "OrderEventPayload",
     "OrderItemOut",
     "OrderLineIn",
     "OrderOut",
+    "OrdersEventsStreamResponse200",
     "OrderStatus",
     "PageActivityOut",
     "PageDeliveryOut",
@@ -87,8 +98,12 @@ __all__ = (
     "ProductOut",
     "ProductUpdateIn",
     "ProjectCreateIn",
+    "ProjectEvent",
+    "ProjectEventPayload",
+    "ProjectEventPayloadChangesType0",
     "ProjectOut",
     "ProjectPutIn",
+    "ProjectsEventsStreamResponse200",
     "ProjectUpdateIn",
     "ProjectWebhookCreateIn",
     "ProjectWebhookUpdateIn",
@@ -97,6 +112,7 @@ __all__ = (
     "ReadyOut",
     "Role",
     "SignupIn",
+    "StreamTicketOut",
     "TaskCreateIn",
     "TaskOut",
     "TaskPriority",
