@@ -29,9 +29,9 @@ from pydantic import BaseModel
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    FromClause,
     Integer,
     Select,
-    Table,
     Text,
     and_,
     bindparam,
@@ -66,8 +66,9 @@ def order_clauses(sort_keys: Sequence[SortKey]) -> list[Any]:
     return [key.on(key.expression) for key in sort_keys]
 
 
-def model_columns(model: type[BaseModel], table: Table) -> list[ColumnElement[Any]]:
-    """The columns of `table` that carry `model`'s fields, labelled by field name, in order."""
+def model_columns(model: type[BaseModel], table: FromClause) -> list[ColumnElement[Any]]:
+    """The columns of `table` (or a subquery) that carry `model`'s fields, labelled by field
+    name, in order."""
     return [table.c[name].label(name) for name in model.model_fields]
 
 

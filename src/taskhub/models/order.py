@@ -43,6 +43,9 @@ class Order(Base):
         CheckConstraint("total_cents >= 0", name="total_non_negative"),
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_status_reserved_at", "status", "reserved_at"),
+        # GET /orders with a status filter: a site admin's, and a user's own.
+        Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_user_id_status_id", "user_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
