@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from taskhub.pagination import encode_cursor  # noqa: E402
 from taskhub.projects.task_query import TaskFilters, TaskPage, TaskSort  # noqa: E402
-from taskhub.seed import COMMON_WORD, DEMO_USERS, RARE_WORD  # noqa: E402
+from taskhub.seed import COMMON_WORD, DEMO_USERS, GENERATED_PASSWORD, RARE_WORD  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -214,7 +214,8 @@ class Client:
 def login(port: int, email: str) -> str:
     """An access token for a demo account."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    body = urllib.parse.urlencode({"username": email, "password": PASSWORDS[email]})
+    password = PASSWORDS.get(email, GENERATED_PASSWORD)
+    body = urllib.parse.urlencode({"username": email, "password": password})
     conn.request(
         "POST",
         "/api/v1/auth/login/access-token",
@@ -462,15 +463,21 @@ def sqlite_shape(directory: Path, tasks: int, products: int, orders: int) -> Sha
 
 
 def wrk_post(
-    port: int, token: str, path: str, body: dict[str, Any], secs: int
+    port: int, tokens: list[str], path: str, bodies: list[dict[str, Any]], secs: int
 ) -> tuple[float, int]:
-    """Requests per second of a POST under wrk (8 connections, one thread), and how many."""
+    """Requests per second of a POST under wrk (8 connections, one thread), and how many.
+    Request n is sent by tokens[n mod len] with bodies[n mod len]."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
+    listed = ", ".join(f'"Bearer {token}"' for token in tokens)
+    texts = ", ".join(f"[[{json.dumps(body)}]]" for body in bodies)
     script.write(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-        f"wrk.body = [[{json.dumps(body)}]]\n"
+        f"tokens = {{{listed}}}\nbodies = {{{texts}}}\nn = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  local headers = {["Content-Type"] = "application/json",'
+        ' ["Authorization"] = tokens[n % #tokens + 1]}\n'
+        '  return wrk.format("POST", nil, headers, bodies[n % #bodies + 1])\n'
+        "end\n"
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("RESULT %d %f %d\\n", summary.requests, summary.duration / 1e6,'
         " summary.errors.status))\nend\n"
@@ -556,28 +563,38 @@ def run_writes(tasks: int, rounds: int, secs: int, port: int) -> dict[str, Any]:
         for round_ in range(rounds):
             for when in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
                 db, env = shapes[when]
-                project = pg("SELECT id FROM projects WHERE title = 'Demo project'", db)
-                product = pg("SELECT min(id) FROM products WHERE stock > 0", db)
+                projects = pg(
+                    "SELECT array_agg(id) FROM projects WHERE title LIKE 'Demo project%'", db
+                )
+                products = pg(
+                    "SELECT array_agg(id) FROM (SELECT id FROM products WHERE stock > 0 "
+                    "ORDER BY id LIMIT 100) AS stocked",
+                    db,
+                )
                 with Server(env, port) as server:
                     assert server.proc is not None  # noqa: S101
-                    alice = login(port, "alice@example.com")
-                    bob = login(port, "bob@example.com")
-                    task = {
-                        "title": f"Bench task {RARE_WORD} words",
-                        "description": "Written by bench-scale to time POST /tasks",
-                        "project_id": project,
-                        "priority": "high",
-                        "due_date": "2026-03-01T12:00:00Z",
-                    }
-                    order = {"items": [{"product_id": product, "quantity": 1}]}
-                    for kind, token, path, body in (
-                        ("tasks", alice, "/api/v1/tasks", task),
-                        ("orders", bob, "/api/v2/orders", order),
+                    # Alice's tasks in her projects; orders of 40 users, of 100 products.
+                    alice = [login(port, "alice@example.com")]
+                    buyers = [login(port, f"demo-user-{n}@example.com") for n in range(1, 41)]
+                    tasks = [
+                        {
+                            "title": f"Bench task {RARE_WORD} words",
+                            "description": "Written by bench-scale to time POST /tasks",
+                            "project_id": project,
+                            "priority": "high",
+                            "due_date": "2026-03-01T12:00:00Z",
+                        }
+                        for project in projects
+                    ]
+                    orders = [{"items": [{"product_id": p, "quantity": 1}]} for p in products]
+                    for kind, tokens, path, bodies in (
+                        ("tasks", alice, "/api/v1/tasks", tasks),
+                        ("orders", buyers, "/api/v2/orders", orders),
                     ):
                         rps, _, server_ms, postgres_ms = cpu_per_request(
                             server.proc.pid,
                             db,
-                            lambda t=token, p=path, b=body: wrk_post(port, t, p, b, secs),
+                            lambda t=tokens, p=path, b=bodies: wrk_post(port, t, p, b, secs),
                         )
                         figures[kind][when]["rps"].append(rps)
                         figures[kind][when]["server_ms"].append(server_ms)

@@ -19,7 +19,7 @@ from taskhub.migrate import (
     current_revision,
     downgrade,
     head_revision,
-    include_object,
+    include_object_for,
     is_database_only_table,
     upgrade,
 )
@@ -75,6 +75,7 @@ async def autogenerate_diff(settings: Settings) -> list[Any]:
         async with engine.connect() as conn:
 
             def compare(sync_conn: Connection) -> list[Any]:
+                include_object = include_object_for(sync_conn.dialect.name)
                 options = {"compare_type": True, "include_object": include_object}
                 context = MigrationContext.configure(sync_conn, opts=options)
                 return list(compare_metadata(context, Base.metadata))

@@ -267,20 +267,17 @@ def product_cases(db: Loaded) -> Iterator[Case]:
 def order_cases(db: Loaded) -> Iterator[Case]:
     """GET /orders: a user's and everyone's, by status, first and middle pages."""
     for (everyone, status), statement in ORDERS_PAGE.items():
-        for value in ("PAID", "FAILED") if status else (None,):
-            for before_id in (2**31, db.middle_order):
-                params: dict[str, Any] = {"limit": LIMIT + 1, "before_id": before_id}
-                if not everyone:
-                    params["user_id"] = db.bob
-                if status:
-                    params["status"] = value
-                yield Case(
-                    name=f"orders everyone={everyone} status={value} before={before_id}",
-                    statement=statement,
-                    params=params,
-                    kind="page",
-                    table="orders",
-                )
+        for before_id in (2**31, db.middle_order):
+            params: dict[str, Any] = {"limit": LIMIT + 1, "before_id": before_id}
+            if not everyone:
+                params["user_id"] = db.bob
+            yield Case(
+                name=f"orders everyone={everyone} status={status} before={before_id}",
+                statement=statement,
+                params=params,
+                kind="page",
+                table="orders",
+            )
 
 
 def _executed(statement: PageStatement, db: Loaded) -> DriverStatement:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,34 +28,42 @@ UNCOMPARED_INDEXES = frozenset(
 )
 
 
-def is_database_only_table(name: str) -> bool:
-    """Whether a table is one of the SQLite full-text tables (virtual or shadow)."""
-    return any(name.startswith(f"{table}_search") for table in SEARCHED_TABLES)
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, _compare_to: Any
-) -> bool:
-    """Alembic's filter: what autogenerate compares (all but the database-only objects and
-    the indexes it cannot compare)."""
-    if type_ == "index" and name in UNCOMPARED_INDEXES:
-        return False
-    if not reflected or name is None:
-        return True
-    if type_ == "table":
-        return not is_database_only_table(name)
-    if type_ == "column":
-        return not (obj.table.name in SEARCHED_TABLES and name == "search")
-    if type_ == "index":
-        return name not in DATABASE_ONLY_INDEXES
-    return True
-
-
 def alembic_config() -> Config:
     """An Alembic config pointing at the packaged migrations."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
+
+
+def is_database_only_table(name: str) -> bool:
+    """Whether a table is one of the SQLite full-text tables (virtual or shadow)."""
+    return any(name.startswith(f"{table}_search") for table in SEARCHED_TABLES)
+
+
+def include_object_for(dialect: str) -> Callable[..., bool]:
+    """Alembic's filter on a database: what autogenerate compares. Not the database-only
+    search objects, nor the indexes it cannot compare, nor an index the models declare for
+    another database only (`Index.ddl_if`)."""
+
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        if type_ == "index":
+            declared = compare_to if reflected else obj
+            only = getattr(getattr(declared, "_ddl_if", None), "dialect", None)
+            if name in UNCOMPARED_INDEXES or (only is not None and only != dialect):
+                return False
+        if not reflected or name is None:
+            return True
+        if type_ == "table":
+            return not is_database_only_table(name)
+        if type_ == "column":
+            return not (obj.table.name in SEARCHED_TABLES and name == "search")
+        if type_ == "index":
+            return name not in DATABASE_ONLY_INDEXES
+        return True
+
+    return include_object
 
 
 def head_revision() -> str | None:

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import Integer, and_, bindparam, or_, select
 
 from taskhub.db import table_of
-from taskhub.driver import DriverStatement, Executor, Row, in_list
+from taskhub.driver import DriverStatement, Executor, Row, in_constants, in_list
 from taskhub.errors import NotFound, Unauthorized
-from taskhub.models import Order, OrderItem, User
+from taskhub.models import Order, OrderItem, OrderStatus, User
 from taskhub.models._keys import integer_bound
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
@@ -56,25 +56,26 @@ LINES_OF = DriverStatement(
 )
 
 
-def _orders_page(*, everyone: bool, status: bool) -> DriverStatement:
-    # The page is a range of an index: (user_id, id) or the primary key, or with a status
-    # (user_id, status, id) or (status, id), read backwards from :before_id.
+def _orders_page(*, everyone: bool, status: OrderStatus | None) -> DriverStatement:
+    # The page is a range of an index, read backwards from :before_id: (user_id, id) or the
+    # primary key; with a status (user_id, status, id), or the status's own partial index
+    # (`models.order`), which only a statement naming the status itself can use.
     stmt = select(*_ORDER_COLUMNS).where(_orders.c.id < integer_bound("before_id"))
     if not everyone:
         stmt = stmt.where(_orders.c.user_id == bindparam("user_id", type_=Integer()))
-    if status:
-        stmt = stmt.where(_orders.c.status == bindparam("status"))
+    if status is not None:
+        stmt = stmt.where(in_constants(_orders.c.status, [status.value]))
     return DriverStatement(
         stmt.order_by(_orders.c.id.desc()).limit(bindparam("limit", type_=Integer()))
     )
 
 
-# Newest first, by id; one statement per combination of filters, each compiled once. The
+# Newest first, by id; one statement per user scope and status, each compiled once. The
 # first page starts before an id above every id.
 ORDERS_PAGE = {
     (everyone, status): _orders_page(everyone=everyone, status=status)
     for everyone in (False, True)
-    for status in (False, True)
+    for status in (None, *OrderStatus)
 }
 _ABOVE_EVERY_ID = 2**31
 
@@ -120,9 +121,7 @@ async def list_orders(
     params: dict[str, Any] = {"limit": limit, "before_id": _ABOVE_EVERY_ID if first else before_id}
     if not everyone:
         params["user_id"] = user_id
-    if status is not None:
-        params["status"] = status
-    page = ORDERS_PAGE[(everyone, status is not None)]
+    page = ORDERS_PAGE[(everyone, OrderStatus(status) if status is not None else None)]
     orders = await db.run(page, **params)
     if not orders:
         return []

@@ -4,9 +4,10 @@ GET /tasks: one index per sort key (the eight sorts read the four keys forwards 
 backwards), alone (a site admin's list), led by project_id (a member's per-project pages and
 the project filter) and led by assignee_id (the assignee filter); a GIN index on the
 `search` column (PostgreSQL; SQLite searches its FTS5 table). GET /products: GIN on
-`search`. GET /orders: (status, id) for a site admin's status filter and
-(user_id, status, id) for a user's. The keys are the expressions of
-taskhub.models.task (`sort_keys`), written out here per database.
+`search`. GET /orders: (user_id, status, id) for a user's status filter, and for a site
+admin's one partial index on id per status on PostgreSQL, (status, id) on SQLite
+(taskhub.models.order says why). The keys are the expressions of taskhub.models.task (`sort_keys`),
+written out here per database.
 
 PostgreSQL builds each index with CREATE INDEX CONCURRENTLY, outside the migration's
 transaction (an autocommit block): writes to the table go on while it builds. A build that
@@ -48,35 +49,33 @@ TASK_KEYS = {
         "created_at": "julianday(created_at), id",
     },
 }
-ORDER_INDEXES = {
-    "ix_orders_status_id": "status, id",
-    "ix_orders_user_id_status_id": "user_id, status, id",
-}
+ORDER_STATUSES = ("PENDING", "RESERVED", "CONFIRMED", "PAID", "CANCELLED", "FAILED")
 SEARCH_INDEXES = {"ix_tasks_search": "tasks", "ix_products_search": "products"}
 
 
-def _btree_indexes(dialect: str) -> dict[str, tuple[str, str]]:
-    """name → (table, columns) of the B-tree indexes."""
-    indexes: dict[str, tuple[str, str]] = {}
+def _btree_indexes(dialect: str) -> dict[str, str]:
+    """name → what follows ON in its CREATE INDEX: table, columns, partial condition."""
+    indexes: dict[str, str] = {}
     for lead in ("", "project_id", "assignee_id"):
         for key, columns in TASK_KEYS[dialect].items():
             name = "_".join(filter(None, ("ix_tasks", lead, key)))
-            indexes[name] = ("tasks", f"{lead}, {columns}" if lead else columns)
-    for name, columns in ORDER_INDEXES.items():
-        indexes[name] = ("orders", columns)
+            indexes[name] = f"tasks ({lead}, {columns})" if lead else f"tasks ({columns})"
+    indexes["ix_orders_user_id_status_id"] = "orders (user_id, status, id)"
+    if dialect == "sqlite":
+        indexes["ix_orders_status_id"] = "orders (status, id)"
+    else:
+        for status in ORDER_STATUSES:
+            indexes[f"ix_orders_{status.lower()}_id"] = f"orders (id) WHERE status = '{status}'"
     return indexes
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
-        for name, (table, columns) in _btree_indexes("sqlite").items():
-            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})")
+        for name, definition in _btree_indexes("sqlite").items():
+            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
         return
-    definitions = {
-        name: f"{table} ({columns})"
-        for name, (table, columns) in _btree_indexes("postgresql").items()
-    }
+    definitions = _btree_indexes("postgresql")
     definitions.update(
         {name: f"{table} USING gin (search)" for name, table in SEARCH_INDEXES.items()}
     )
@@ -103,8 +102,9 @@ def _create_concurrently(name: str, definition: str) -> None:
 
 
 def downgrade() -> None:
-    names = list(_btree_indexes("sqlite"))  # the same names on both databases
-    if op.get_bind().dialect.name != "postgresql":
+    dialect = op.get_bind().dialect.name
+    names = list(_btree_indexes("postgresql" if dialect == "postgresql" else "sqlite"))
+    if dialect != "postgresql":
         for name in names:
             op.execute(f"DROP INDEX IF EXISTS {name}")
         return
