@@ -21,13 +21,12 @@ The statement's shape follows who asks and what they filter on (`_Shape`):
   the project-led index (LATERAL on PostgreSQL; a correlated IN on SQLite, which has no
   LATERAL), and the at most `projects × (limit + 1)` rows are merged. Work grows with the
   member's projects, not with the table.
-- SEARCH (`q`, outside MERGE; `search.walk_or_index`): on PostgreSQL first a walk of the
-  sort's index range, checking each row (`search.WALK` rows at most); if it finds the page,
-  that is the page. A rarer word falls back to the full-text index: its matches, filtered
-  and sorted. Common words are found by the walk, rare ones by the index, whatever the
-  planner would estimate for a prefix search. On SQLite, the matches, sorted. In MERGE the
-  words are checked on each project's rows: a member's search reads at most what the
-  member can see.
+- SEARCH (`q`, outside MERGE; `search.walk_or_index`): on PostgreSQL, words the table's
+  statistics call rare are found by the full-text index, their matches filtered and
+  sorted; other words by a walk of the sort's index range, checking each row, which hands
+  over to the full-text index if it reads `search.WALK` rows without filling the page. On
+  SQLite, the matches, sorted. In MERGE the words are checked on each project's rows: a
+  member's search reads at most what the member can see.
 
 Each statement is a `pages.PageStatement`: one definition, answered the same on both
 databases (MERGE differs in form, not in rows).
@@ -329,7 +328,8 @@ def _narrows_the_range(name: str, sort: TaskSort) -> bool:
 def _searched(
     filters: tuple[str, ...], sort: TaskSort, *, members_only: bool, dialect: str
 ) -> tuple[Select[Any], list[SortKey]]:
-    """A page with `q`: the walk in the sort's order, else the full-text index's matches."""
+    """A page with `q` (`search.walk_or_index`): the full-text index's matches, or a walk in
+    the sort's order."""
     columns = _tasks.c
     order = sort_order(sort, columns)
     # What the walk's index range is made of, and what is checked on each row it reads.
