@@ -508,6 +508,43 @@ def wrk_post(
     return int(requests) / float(seconds), int(requests)
 
 
+# One row inserted as the API inserts it, its own transaction each time.
+INSERTS = {
+    "orders": (
+        "INSERT INTO orders (user_id, status, total_cents) VALUES ($1, 'PENDING', 100)",
+        "SELECT min(id) FROM users WHERE email LIKE 'demo-user-%'",
+    ),
+    "tasks": (
+        "INSERT INTO tasks (project_id, title, description, status, priority, assignee_id, "
+        "due_date) VALUES ($1, 'Bench task needle words', 'Written by bench-scale', "
+        "'todo', 'high', NULL, now())",
+        "SELECT id FROM projects WHERE title = 'Demo project'",
+    ),
+}
+
+
+async def insert_cost(db: str, count: int = 3000) -> dict[str, float]:
+    """PostgreSQL's CPU time (µs) per single-row INSERT, from its backend's /proc entry:
+    what the table's indexes cost a write, without HTTP, concurrency or commit waits."""
+    conn = await asyncpg.connect(f"{PG}/{db}")
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute("SET synchronous_commit = off")
+        costs = {}
+        for kind, (sql, argument) in INSERTS.items():
+            statement = await conn.prepare(sql)
+            value = await conn.fetchval(argument)
+            for _ in range(200):  # warm up
+                await statement.fetch(value)
+            started = cpu_seconds([pid])[pid]
+            for _ in range(count):
+                await statement.fetch(value)
+            costs[kind] = (cpu_seconds([pid])[pid] - started) / count * 1e6
+        return costs
+    finally:
+        await conn.close()
+
+
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
     """User + system CPU time of processes (from /proc; gone ones are left out)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -575,7 +612,11 @@ def run_writes(tasks: int, rounds: int, secs: int, port: int) -> dict[str, Any]:
                     assert server.proc is not None  # noqa: S101
                     # Alice's tasks in her projects; orders of 40 users, of 100 products.
                     alice = [login(port, "alice@example.com")]
-                    buyers = [login(port, f"demo-user-{n}@example.com") for n in range(1, 41)]
+                    people = pg("SELECT count(*) FROM users WHERE email LIKE 'demo-user-%'", db)
+                    buyers = [
+                        login(port, f"demo-user-{n}@example.com")
+                        for n in range(1, min(40, people) + 1)
+                    ]
                     tasks = [
                         {
                             "title": f"Bench task {RARE_WORD} words",
@@ -603,6 +644,15 @@ def run_writes(tasks: int, rounds: int, secs: int, port: int) -> dict[str, Any]:
                             f"writes {round_ + 1} {when} {kind}: {rps:.0f}/s, CPU per request "
                             f"server {server_ms:.2f} ms, PostgreSQL {postgres_ms:.2f} ms"
                         )
+        inserts: dict[str, dict[str, list[float]]] = {
+            kind: {when: [] for when in shapes} for kind in INSERTS
+        }
+        for round_ in range(rounds):
+            for when in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
+                for kind, micros in asyncio.run(insert_cost(shapes[when][0])).items():
+                    inserts[kind][when].append(micros)
+        figures["inserts"] = inserts
+        log(f"inserts: {inserts}")
     finally:
         for db, env in shapes.values():
             pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
