@@ -181,6 +181,44 @@ async def test_filters(
     assert len(expected) < 230
 
 
+@pytest.mark.parametrize("sort", ["due_date", "-due_date", "priority", "-priority"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"due_after": "2030-01-04T09:00:00Z"},
+        {"due_before": "2030-01-04T09:00:00Z"},
+        {"due_after": "2030-01-02T09:00:00Z", "due_before": "2030-01-07T10:00:00Z"},
+        {"priority": "high"},
+        {"priority": "none", "status": "done"},
+    ],
+)
+async def test_filters_on_the_sort_key_page_like_any_other(
+    client: httpx.AsyncClient,
+    team: Team,
+    big_project: list[dict[str, Any]],
+    sort: str,
+    params: dict[str, str],
+) -> None:
+    # Such a filter bounds the sort key's index range on the side the pages start from
+    # (folded into the start bound) or on the far side; every page follows the cursor.
+    def passes(task: dict[str, Any]) -> bool:
+        for name, value in params.items():
+            due = _due(task) if task["due_date"] else None
+            bound = datetime.fromisoformat(value) if name.startswith("due_") else None
+            if name == "due_after" and (due is None or not due > bound):
+                return False
+            if name == "due_before" and (due is None or not due < bound):
+                return False
+            if name in ("priority", "status") and task[name] != value:
+                return False
+        return True
+
+    expected = expected_order([t for t in big_project if passes(t)], sort)
+    assert 0 < len(expected) < 230
+    seen = await walk(client, team, limit=7, sort=sort, **params)
+    assert [t["id"] for t in seen] == expected
+
+
 async def test_assignee_filter(
     client: httpx.AsyncClient, team: Team, big_project: list[dict[str, Any]]
 ) -> None:
