@@ -8,7 +8,7 @@ PORT ?= 8000
 # Use uv from PATH when there is one; otherwise bootstrap it into .tools/ from PyPI.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint fmt migrate worker bench bench-scaleout clients clients-check clean
+.PHONY: help install run test lint fmt migrate worker bench bench-scale bench-scaleout clients clients-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ worker: install ## Run one event worker (needs DATABASE_URL and REDIS_URL)
 bench: install ## Benchmark the full stack (1 server + worker) against the floor server (bench/)
 	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
 	$(UV) run --frozen python bench/run.py
+
+bench-scale: install ## Every list at 10k and 1M rows (PostgreSQL), SQLite at 100k, writes before/after (bench/scale.py)
+	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
+	$(UV) run --frozen python bench/scale.py
 
 bench-scaleout: install ## Orders/s: 1 partition × 1 worker against 8 × 4, single Redis and a local cluster
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { echo "redis-server and redis-cli are required"; exit 1; }

@@ -19,6 +19,8 @@ from taskhub.migrate import (
     current_revision,
     downgrade,
     head_revision,
+    include_object_for,
+    is_database_only_table,
     upgrade,
 )
 from tests.conftest import create_pg_database, drop_pg_database, make_settings, pg_url
@@ -33,7 +35,9 @@ async def schema_state(settings: Settings) -> tuple[set[str], str | None]:
         async with engine.connect() as conn:
 
             def read(sync_conn: Connection) -> tuple[set[str], str | None]:
-                tables = set(inspect(sync_conn).get_table_names()) - {"alembic_version"}
+                names = set(inspect(sync_conn).get_table_names()) - {"alembic_version"}
+                # SQLite's full-text tables are the database's own (taskhub.migrate).
+                tables = {name for name in names if not is_database_only_table(name)}
                 return tables, current_revision(sync_conn)
 
             return await conn.run_sync(read)
@@ -71,7 +75,8 @@ async def autogenerate_diff(settings: Settings) -> list[Any]:
         async with engine.connect() as conn:
 
             def compare(sync_conn: Connection) -> list[Any]:
-                options = {"compare_type": True}
+                include_object = include_object_for(sync_conn.dialect.name)
+                options = {"compare_type": True, "include_object": include_object}
                 context = MigrationContext.configure(sync_conn, opts=options)
                 return list(compare_metadata(context, Base.metadata))
 

@@ -134,14 +134,16 @@ def create_superuser(
 
 @app.command("seed-demo")
 def seed_demo(
-    tasks: Annotated[int, typer.Option(help="Tasks to create in the demo project")] = 30,
-    products: Annotated[int, typer.Option(help="Products to create")] = 10,
+    tasks: Annotated[int, typer.Option(help="Tasks to add", min=0)] = 30,
+    products: Annotated[int, typer.Option(help="Products (DEMO-000001…) to have", min=0)] = 10,
+    orders: Annotated[int, typer.Option(help="Orders to add", min=0)] = 0,
 ) -> None:
-    """Create demo users, a project with tasks, and products; prints the credentials."""
+    """Create demo users and projects, then load tasks, products and orders (COPY on
+    PostgreSQL, batches on SQLite; a million rows in minutes); prints the credentials."""
     from taskhub.seed import seed_demo as run_seed
 
     credentials = asyncio.run(
-        run_seed(get_settings(), tasks=tasks, products=products, console=console)
+        run_seed(get_settings(), tasks=tasks, products=products, orders=orders, console=console)
     )
     console.print("[bold]Demo accounts (they can log in):[/bold]")
     for email, password, role in credentials:

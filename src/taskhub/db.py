@@ -68,11 +68,6 @@ def on_postgresql(session: AsyncSession) -> bool:
     return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
-def escape_like(text: str) -> str:
-    """`text` as a literal inside a LIKE pattern whose escape character is a backslash."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def make_engine(settings: Settings, *, pool: bool = True, driver_pool: bool = False) -> AsyncEngine:
     """Create the async engine for the configured database.
 

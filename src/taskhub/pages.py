@@ -29,9 +29,9 @@ from pydantic import BaseModel
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    FromClause,
     Integer,
     Select,
-    Table,
     Text,
     and_,
     bindparam,
@@ -49,16 +49,15 @@ from taskhub.pagination import encode_cursor, page_response, split_page
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
-    """One key of a list's order: an expression, its direction, and where NULLs go."""
+    """One key of a list's order: an expression (never NULL: an index serves the order in
+    both directions) and its direction."""
 
     expression: Any
     descending: bool = False
-    nulls_last: bool = False
 
     def on(self, expression: Any) -> Any:
         """`expression` ordered like this key (the key's own, or a column carrying it)."""
-        ordered = expression.desc() if self.descending else expression.asc()
-        return ordered.nulls_last() if self.nulls_last else ordered
+        return expression.desc() if self.descending else expression.asc()
 
 
 def order_clauses(sort_keys: Sequence[SortKey]) -> list[Any]:
@@ -66,8 +65,9 @@ def order_clauses(sort_keys: Sequence[SortKey]) -> list[Any]:
     return [key.on(key.expression) for key in sort_keys]
 
 
-def model_columns(model: type[BaseModel], table: Table) -> list[ColumnElement[Any]]:
-    """The columns of `table` that carry `model`'s fields, labelled by field name, in order."""
+def model_columns(model: type[BaseModel], table: FromClause) -> list[ColumnElement[Any]]:
+    """The columns of `table` (or a subquery) that carry `model`'s fields, labelled by field
+    name, in order."""
     return [table.c[name].label(name) for name in model.model_fields]
 
 

@@ -2968,7 +2968,7 @@ export interface operations {
                 due_before?: string;
                 /** @description Due strictly after */
                 due_after?: string;
-                /** @description Case-insensitive title/description search */
+                /** @description Words to find in the title or description, each as a word's start */
                 q?: string;
                 sort?: components["schemas"]["TaskSort"];
             };
@@ -3926,7 +3926,7 @@ export interface operations {
                 limit?: number;
                 /** @description Opaque cursor from `next_cursor` */
                 cursor?: string;
-                /** @description Search name, SKU, text */
+                /** @description Words to find in the SKU, name or description */
                 q?: string;
                 /** @description Only (un)available products */
                 in_stock?: boolean;

@@ -47,6 +47,11 @@ ADJUST = DriverStatement(
     .values(stock=_products.c.stock + bindparam("delta"))
     .returning(_products.c.stock)
 )
+SET_INITIAL = DriverStatement(
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"), _products.c.stock == 0)
+    .values(stock=bindparam("quantity"))
+)
 CURRENT_STOCK = DriverStatement(
     select(_products.c.stock).where(
         _products.c.id == bindparam("product_id"), _products.c.deleted_at.is_(None)
@@ -151,6 +156,18 @@ async def record_initial_stock(
             reason=MovementReason.INITIAL,
             actor_id=actor_id,
         )
+
+
+async def record_initial_stocks(
+    db: Executor, *, stocks: Sequence[tuple[int, int]], actor_id: int | None
+) -> None:
+    """New products' starting stock in bulk (demo data), with the ledger's first rows:
+    (product_id, quantity) for products whose stock is still 0."""
+    stocked = [(pid, quantity) for pid, quantity in stocks if quantity]
+    if any(not 0 < quantity <= MAX_STOCK for _, quantity in stocked):
+        raise ValueError(f"an initial stock is between 0 and {MAX_STOCK}")
+    await db.run_many(SET_INITIAL, [{"product_id": p, "quantity": q} for p, q in stocked])
+    await _ledger(db, stocked, reason=MovementReason.INITIAL, actor_id=actor_id)
 
 
 async def adjust_stock(db: Executor, *, product_id: int, delta: int, actor_id: int) -> int:

@@ -42,7 +42,10 @@ async def create_product(
 class ProductSearch(PageQuery):
     """The query string of GET /products (validated in one step: taskhub.query)."""
 
-    q: Annotated[str | None, text(max_length=200, description="Search name, SKU, text")] = None
+    q: Annotated[
+        str | None,
+        text(max_length=200, description="Words to find in the SKU, name or description"),
+    ] = None
     in_stock: Annotated[bool | None, Field(description="Only (un)available products")] = None
 
 

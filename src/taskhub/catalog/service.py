@@ -5,18 +5,19 @@ from __future__ import annotations
 from functools import lru_cache
 
 from fastapi import Response
-from sqlalchemy import Integer, String, bindparam, exists, or_, select
+from sqlalchemy import ColumnElement, Integer, bindparam, exists, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.catalog import inventory
 from taskhub.catalog.schemas import ProductOut
-from taskhub.db import escape_like, table_of, utcnow
+from taskhub.db import table_of, utcnow
 from taskhub.driver import Executor, in_session
 from taskhub.errors import Conflict, NotFound
 from taskhub.models import Order, OrderItem, Product
 from taskhub.models.order import OPEN_STATUSES
 from taskhub.pages import PageStatement, SortKey, model_columns
+from taskhub.search import search_words, walk_or_index
 
 _products = table_of(Product)
 
@@ -54,42 +55,57 @@ async def get_product(
 
 
 BY_ID = [SortKey(_products.c.id)]
+_FIELDS = list(ProductOut.model_fields)
 
 
 @lru_cache(maxsize=32)
-def product_page_statement(*, after: bool, search: bool, in_stock: bool | None) -> PageStatement:
-    """The catalog page statement for one combination of filters, compiled once."""
-    stmt = select(*model_columns(ProductOut, _products)).where(_products.c.deleted_at.is_(None))
-    if after:
-        stmt = stmt.where(_products.c.id > bindparam("after_id", type_=Integer()))
-    if search:
-        pattern = bindparam("pattern", type_=String())
-        stmt = stmt.where(
-            or_(
-                _products.c.name.ilike(pattern, escape="\\"),
-                _products.c.sku.ilike(pattern, escape="\\"),
-                _products.c.description.ilike(pattern, escape="\\"),
-            )
-        )
+def product_page_statement(
+    *, search: bool, nothing: bool, in_stock: bool | None, dialect: str
+) -> PageStatement:
+    """The catalog page statement for one combination of filters, compiled once.
+
+    The page starts after :after_id (0 for the first), a range of the primary key. With
+    words to find (:q), the page comes from `search.walk_or_index`. `nothing`: a `q`
+    without a word.
+    """
+    columns = _products.c
+    ranged = [columns.id > bindparam("after_id", type_=Integer())]
+    checked: list[ColumnElement[bool]] = [columns.deleted_at.is_(None)]
     if in_stock is True:
-        stmt = stmt.where(_products.c.stock > 0)
+        checked.append(columns.stock > 0)
     elif in_stock is False:
-        stmt = stmt.where(_products.c.stock == 0)
-    return PageStatement(stmt, BY_ID, model=ProductOut, cursor_keys=["id"])
+        checked.append(columns.stock == 0)
+    if nothing:
+        checked.append(false())
+    if not search:
+        stmt = select(*model_columns(ProductOut, _products)).where(*ranged, *checked)
+        return PageStatement(stmt, BY_ID, model=ProductOut, cursor_keys=["id"])
+    page = walk_or_index(
+        _products, _FIELDS, order=BY_ID, ranged=ranged, checked=checked, dialect=dialect
+    )
+    stmt = select(*model_columns(ProductOut, page))
+    return PageStatement(stmt, [SortKey(page.c.id)], model=ProductOut, cursor_keys=["id"])
+
+
+def product_page(
+    *, after_id: int | None, q: str | None, in_stock: bool | None, dialect: str
+) -> tuple[PageStatement, dict[str, object]]:
+    """The statement of one requested catalog page on a database, and the values it binds."""
+    words = search_words(q) if q else ()
+    statement = product_page_statement(
+        search=bool(words), nothing=bool(q) and not words, in_stock=in_stock, dialect=dialect
+    )
+    params: dict[str, object] = {"after_id": after_id or 0}
+    if words:
+        params["q"] = words
+    return statement, params
 
 
 async def list_products(
     db: Executor, *, limit: int, after_id: int | None, q: str | None, in_stock: bool | None
 ) -> Response:
     """A page of live products by id, with the cursor of the next page."""
-    statement = product_page_statement(
-        after=after_id is not None, search=bool(q), in_stock=in_stock
-    )
-    params: dict[str, object] = {}
-    if after_id is not None:
-        params["after_id"] = after_id
-    if q:
-        params["pattern"] = f"%{escape_like(q.lower())}%"
+    statement, params = product_page(after_id=after_id, q=q, in_stock=in_stock, dialect=db.dialect)
     page, _ = await statement.fetch(db, limit=limit, cursor_of=lambda last: [last["id"]], **params)
     assert page is not None  # noqa: S101 (no caller check: there is always a page)
     return page

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 import taskhub.models  # noqa: F401  (registers every table on the metadata)
 from taskhub.config import get_settings
 from taskhub.db import Base, make_engine
+from taskhub.migrate import include_object_for
 
 target_metadata = Base.metadata
 
@@ -20,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=include_object_for(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

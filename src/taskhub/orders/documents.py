@@ -14,9 +14,10 @@ from sqlalchemy import Integer, and_, bindparam, or_, select
 
 from taskhub.auth.tokens import valid_caller
 from taskhub.db import table_of
-from taskhub.driver import DriverStatement, Executor, Row, in_list
+from taskhub.driver import DriverStatement, Executor, Row, in_constants, in_list
 from taskhub.errors import NotFound, Unauthorized
-from taskhub.models import Order, OrderItem, User
+from taskhub.models import Order, OrderItem, OrderStatus, User
+from taskhub.models._keys import integer_bound
 from taskhub.security import TokenClaims
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
@@ -62,26 +63,28 @@ LINES_OF = DriverStatement(
 )
 
 
-def _orders_page(*, everyone: bool, status: bool, after: bool) -> DriverStatement:
-    stmt = select(*_ORDER_COLUMNS)
+def _orders_page(*, everyone: bool, status: OrderStatus | None) -> DriverStatement:
+    # The page is a range of an index, read backwards from :before_id: (user_id, id) or the
+    # primary key; with a status (user_id, status, id), or the status's own partial index
+    # (`models.order`), which only a statement naming the status itself can use.
+    stmt = select(*_ORDER_COLUMNS).where(_orders.c.id < integer_bound("before_id"))
     if not everyone:
         stmt = stmt.where(_orders.c.user_id == bindparam("user_id", type_=Integer()))
-    if status:
-        stmt = stmt.where(_orders.c.status == bindparam("status"))
-    if after:
-        stmt = stmt.where(_orders.c.id < bindparam("before_id", type_=Integer()))
+    if status is not None:
+        stmt = stmt.where(in_constants(_orders.c.status, [status.value]))
     return DriverStatement(
         stmt.order_by(_orders.c.id.desc()).limit(bindparam("limit", type_=Integer()))
     )
 
 
-# Newest first, by id; one statement per combination of filters, each compiled once.
+# Newest first, by id; one statement per user scope and status, each compiled once. The
+# first page starts before an id above every id.
 ORDERS_PAGE = {
-    (everyone, status, after): _orders_page(everyone=everyone, status=status, after=after)
+    (everyone, status): _orders_page(everyone=everyone, status=status)
     for everyone in (False, True)
-    for status in (False, True)
-    for after in (False, True)
+    for status in (None, *OrderStatus)
 }
+_ABOVE_EVERY_ID = 2**31
 
 Line = tuple[int, int, int]  # (product_id, quantity, unit_price_cents), ordered by product
 
@@ -129,14 +132,11 @@ async def list_orders(
     status: str | None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` orders, newest first: the user's, or everyone's; as API documents."""
-    params: dict[str, Any] = {"limit": limit}
+    first = before_id is None
+    params: dict[str, Any] = {"limit": limit, "before_id": _ABOVE_EVERY_ID if first else before_id}
     if not everyone:
         params["user_id"] = user_id
-    if status is not None:
-        params["status"] = status
-    if before_id is not None:
-        params["before_id"] = before_id
-    page = ORDERS_PAGE[(everyone, status is not None, before_id is not None)]
+    page = ORDERS_PAGE[(everyone, OrderStatus(status) if status is not None else None)]
     orders = await db.run(page, **params)
     if not orders:
         return []

@@ -88,7 +88,8 @@ class TaskSearch(PageQuery):
     due_before: Annotated[Timestamp | None, Field(description="Due strictly before")] = None
     due_after: Annotated[Timestamp | None, Field(description="Due strictly after")] = None
     q: Annotated[
-        SearchText | None, Field(description="Case-insensitive title/description search")
+        SearchText | None,
+        Field(description="Words to find in the title or description, each as a word's start"),
     ] = None
     sort: TaskSort = TaskSort.ID
 
