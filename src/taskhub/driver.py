@@ -480,10 +480,10 @@ class Database:
         return str(self.engine.dialect.name)
 
     @asynccontextmanager
-    async def transaction(self, *, atomic: bool = True) -> AsyncIterator[DriverConnection]:
-        """A connection whose statements commit together (`atomic=False`: one statement
-        that is atomic on its own, without a transaction block)."""
-        async with connection(self.engine, transaction=atomic) as lent:
+    async def transaction(self) -> AsyncIterator[DriverConnection]:
+        """A lent connection whose statements commit together; the events they wrote are
+        announced after the commit."""
+        async with connection(self.engine, transaction=True) as lent:
             yield lent
         if lent.wrote_events:
             self._on_events()
@@ -491,15 +491,17 @@ class Database:
     @property
     def pooled(self) -> Executor:
         """An executor that runs each statement on its own pooled connection, outside any
-        transaction block: for a read (or a write) that is one statement."""
-        return _Pooled(self.engine)
+        transaction block: for a read, or a write that is one statement (whose events are
+        announced as soon as it returns: it has committed)."""
+        return _Pooled(self.engine, self._on_events)
 
 
 class _Pooled:
     """`Database.pooled`: each statement alone on a pooled connection (the hot path)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_events: Callable[[], None]) -> None:
         self._engine = engine
+        self._on_events = on_events
 
     @property
     def dialect(self) -> str:
@@ -516,8 +518,8 @@ class _Pooled:
         raise TypeError("Database.pooled runs single statements; use Database.transaction()")
 
     def events_written(self) -> None:
-        """Not for event writes: they must share the change's transaction."""
-        raise TypeError("events are written in a transaction; use Database.transaction()")
+        """The statement that wrote events has committed: announce them."""
+        self._on_events()
 
 
 def in_constants(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:

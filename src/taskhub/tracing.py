@@ -95,6 +95,8 @@ def forget_incoming(token: Any) -> None:
 def current_carrier() -> str | None:
     """The trace context to store with an outbox row: the current span's, else the
     request's own headers, else None."""
+    if not enabled():  # no span can be current: skip the propagators (every event pays it)
+        return _incoming.get()
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     if "traceparent" in carrier:

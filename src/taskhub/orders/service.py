@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -71,13 +72,19 @@ LOCK_CALLER = DriverStatement(valid_caller(_users.c.id).with_for_update(key_shar
 # cannot be deleted under the statement that writes its order.
 _account = valid_caller(_users.c.id, lock=True).cte("account")
 _active = exists(select(_account.c.id))
-_open_orders = (
-    select(func.count())
-    .where(
-        _orders.c.user_id == bindparam("user_id", type_=Integer()),
-        in_constants(_orders.c.status, _OPEN),
-    )
-    .scalar_subquery()
+# The user's open orders, counted only with a quota (:quota > 0): without one the count is
+# never needed, and it grows with the user's orders.
+_open_orders = case(
+    (
+        bindparam("quota", type_=Integer()) > 0,
+        select(func.count())
+        .where(
+            _orders.c.user_id == bindparam("user_id", type_=Integer()),
+            in_constants(_orders.c.status, _OPEN),
+        )
+        .scalar_subquery(),
+    ),
+    else_=0,
 )
 # What decides a creation, read in one statement: the account, the open orders, the prices.
 CALLER_AND_QUOTA = DriverStatement(
@@ -280,21 +287,23 @@ async def place_order(
     """Create a PENDING order with prices snapshotted, and its order.created event.
 
     `token` has a verified signature; the writing statement checks that it is still valid
-    itself (401 otherwise). With a quota or an Idempotency-Key the work is one
-    transaction (the caller's row read and locked first, then the key, then the order);
-    without, on PostgreSQL it is one statement.
+    itself (401 otherwise). Without a quota or an Idempotency-Key, on PostgreSQL the whole
+    creation is one statement on a pooled connection; otherwise it is one transaction (the
+    caller's row read and locked first, then the key, then the order).
     """
     checked = _Lines(lines)
-    user_id = token.user_id
-    atomic = bool(max_open_orders or idempotency_key) or database.dialect != "postgresql"
-    async with database.transaction(atomic=atomic) as db:
-        if max_open_orders or idempotency_key:
-            # The account first: a key (or an order) of a deleted account cannot be stored.
-            if not await db.run(LOCK_CALLER, **token.caller_params):
-                raise Unauthorized()
+    if not (max_open_orders or idempotency_key) and database.dialect == "postgresql":
+        # One statement, atomic on its own: no transaction block, no lent connection.
+        return await _place(
+            database.pooled, token=token, checked=checked, max_open_orders=0, key=None
+        )
+    async with database.transaction() as db:
+        # The account first: a key (or an order) of a deleted account cannot be stored.
+        if not await db.run(LOCK_CALLER, **token.caller_params):
+            raise Unauthorized()
         claim = await idempotency.claim(
             db,
-            user_id=user_id,
+            user_id=token.user_id,
             scope="POST /api/v2/orders",
             key=idempotency_key,
             fingerprint=fingerprint,
@@ -306,15 +315,27 @@ async def place_order(
                 location=claim.replay.headers.get("location"),
                 replayed=True,
             )
-        written = await _write_order(
-            db, token=token, checked=checked, max_open_orders=max_open_orders
+        return await _place(
+            db, token=token, checked=checked, max_open_orders=max_open_orders, key=claim
         )
-        if written.created is None:
-            raise _refusal(written, checked=checked, max_open_orders=max_open_orders)
-        document = _pending_document(written, user_id=user_id, checked=checked)
-        location = f"/api/v2/orders/{document['id']}"
-        if claim.key is not None:
-            await claim.store(db, status=201, body=json_bytes(document), location=location)
+
+
+async def _place(
+    db: Executor,
+    *,
+    token: TokenClaims,
+    checked: _Lines,
+    max_open_orders: int,
+    key: idempotency.Claim | None,
+) -> Placed:
+    """Write the order (or explain why not), and remember the answer for the key."""
+    written = await _write_order(db, token=token, checked=checked, max_open_orders=max_open_orders)
+    if written.created is None:
+        raise _refusal(written, checked=checked, max_open_orders=max_open_orders)
+    document = _pending_document(written, user_id=token.user_id, checked=checked)
+    location = f"/api/v2/orders/{document['id']}"
+    if key is not None and key.key is not None:
+        await key.store(db, status=201, body=json_bytes(document), location=location)
     return Placed(status=201, body=document, location=location)
 
 
@@ -347,7 +368,7 @@ async def _write_order(
             open_orders=int(first["open_orders"]),
         )
     user_id = token.user_id
-    caller = (await db.run(CALLER_AND_QUOTA, **token.caller_params))[0]
+    caller = (await db.run(CALLER_AND_QUOTA, quota=max_open_orders, **token.caller_params))[0]
     prices = {
         int(row["product_id"]): int(row["price_cents"])
         for row in await db.run(PRICES, product_ids=pids)
