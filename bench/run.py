@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 from sse_probe import SseProbe, commit_to_client
+from webhook_probe import WebhookProbe
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = Path(os.environ.get("BENCH_KIT", ROOT.parent / "shared" / "bench"))
@@ -176,6 +177,8 @@ def main() -> None:
         "MAX_OPEN_ORDERS_PER_USER": "0",
         "LOGIN_MAX_FAILURES_PER_CLIENT": "100000",
         "BCRYPT_ROUNDS": os.environ.get("BENCH_BCRYPT_ROUNDS", "12"),
+        # The webhook probe's receiver listens on 127.0.0.1 (webhook_probe.py).
+        "WEBHOOK_ALLOW_PRIVATE": "true",
     }
     taskhub = [sys.executable, "-m", "taskhub.cli"]
     procs: list[subprocess.Popen[bytes]] = []
@@ -244,6 +247,9 @@ def main() -> None:
             # A site admin's event stream, open through the end-to-end phase (sse_probe.py).
             probe = SseProbe(base, admin_token)
             probe.start()
+            # And a site admin's webhook endpoint for every order (webhook_probe.py).
+            receiver = WebhookProbe(base, admin_token)
+            receiver.start()
             try:
                 api, _ = run_json(
                     [
@@ -261,16 +267,22 @@ def main() -> None:
                 )
             finally:
                 probe.stop()
+                receiver.stop()
             latency = latency_percentiles(db, since)
-            sse = commit_to_client(probe.arrivals, pipeline_orders(db, since))
+            orders = pipeline_orders(db, since)
+            sse = commit_to_client(probe.arrivals, orders)
             sse["probe_error"] = probe.error
             log(f"run {n + 1}: commit → SSE client {sse}")
+            webhook = commit_to_client(receiver.arrivals, orders)
+            webhook["probe_error"] = receiver.error
+            log(f"run {n + 1}: commit → webhook receiver {webhook}")
             runs.append(
                 {
                     "side_by_side": sbs,
                     "apibench": api,
                     "latency": latency,
                     "sse": sse,
+                    "webhook": webhook,
                     "server_rss_kb": rss_kb(server.pid),
                 }
             )
@@ -318,8 +330,17 @@ def event_delivery_rows(run: dict[str, Any]) -> list[tuple[str, str, str, bool]]
             sse["p99_ms"] <= 250 and not sse["orders_without_created_event"],
         )
     ]
-    # "commit → webhook receiver" (p99 ≤ 500 ms) goes here: a receiver of the webhooks of
-    # apibench's end-to-end orders, measured as above, with its row appended to `rows`.
+    webhook = run["webhook"]
+    rows.append(
+        (
+            f"commit → webhook receiver p99 (ms; {webhook['events']} deliveries: "
+            + ", ".join(f"{t} {n}" for t, n in sorted(webhook["by_type"].items()))
+            + f"; p50 {webhook['p50_ms']})",
+            f"{webhook['p99_ms']}",
+            "≤ 500",
+            webhook["p99_ms"] <= 500 and not webhook["orders_without_created_event"],
+        )
+    )
     return rows
 
 

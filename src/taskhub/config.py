@@ -129,21 +129,10 @@ class Settings(BaseSettings):
     # Last-Event-ID).
     live_max_queued_events: int = Field(default=10_000, ge=10)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "webhook_retry_schedule", "forwarded_allow_ips", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            if value.startswith("["):
-                import json
-
-                return json.loads(value)
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("webhook_retry_schedule", mode="before")
-    @classmethod
-    def _split_schedule(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
+        # A list setting from the environment: a JSON list, or comma-separated values.
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
@@ -164,13 +153,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("forwarded_allow_ips", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     @field_validator("forwarded_allow_ips")
     @classmethod

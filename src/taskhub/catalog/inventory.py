@@ -167,7 +167,9 @@ async def record_initial_stocks(
     if any(not 0 < quantity <= MAX_STOCK for _, quantity in stocked):
         raise ValueError(f"an initial stock is between 0 and {MAX_STOCK}")
     await db.run_many(SET_INITIAL, [{"product_id": p, "quantity": q} for p, q in stocked])
-    await _ledger(db, stocked, reason=MovementReason.INITIAL, actor_id=actor_id)
+    await _ledger(
+        db, [(p, q, None) for p, q in stocked], reason=MovementReason.INITIAL, actor_id=actor_id
+    )
 
 
 async def adjust_stock(db: Executor, *, product_id: int, delta: int, actor_id: int) -> int:
@@ -191,7 +193,7 @@ async def _change(
                 f"Stock is {stock}; a change of {delta} would make it negative", stock=stock
             )
         raise InsufficientStock(f"Stock would exceed {MAX_STOCK}", stock=stock)
-    await _ledger(db, [(product_id, delta)], reason=reason, actor_id=actor_id)
+    await _ledger(db, [(product_id, delta, None)], reason=reason, actor_id=actor_id)
     return int(rows[0]["stock"])
 
 
@@ -249,9 +251,7 @@ async def _take_and_hold(
     await db.run_many(
         HOLD, [{"order_id": oid, "product_id": pid, "quantity": qty} for oid, pid, qty in held]
     )
-    await _ledger_many(
-        db, [(pid, -qty, oid) for oid, pid, qty in held], reason=MovementReason.RESERVE
-    )
+    await _ledger(db, [(pid, -qty, oid) for oid, pid, qty in held], reason=MovementReason.RESERVE)
 
 
 def _changed_under_lock() -> RuntimeError:
@@ -271,7 +271,7 @@ async def release(db: Executor, *, order_ids: Sequence[int]) -> int:
     await db.run_many(
         GIVE_BACK, [{"product_id": pid, "quantity": qty} for pid, qty in sorted(back.items())]
     )
-    await _ledger_many(
+    await _ledger(
         db,
         sorted(
             (int(row["product_id"]), int(row["quantity"]), int(row["order_id"])) for row in released
@@ -287,27 +287,13 @@ async def consume(db: Executor, *, order_id: int) -> int:
 
 
 async def _ledger(
-    db: Executor, lines: Lines, *, reason: MovementReason, actor_id: int | None
+    db: Executor,
+    movements: Sequence[tuple[int, int, int | None]],
+    *,
+    reason: MovementReason,
+    actor_id: int | None = None,
 ) -> None:
-    await db.run_many(
-        RECORD_MOVEMENT,
-        [
-            {
-                "product_id": pid,
-                "delta": delta,
-                "reason": reason.value,
-                "order_id": None,
-                "actor_id": actor_id,
-            }
-            for pid, delta in lines
-        ],
-    )
-
-
-async def _ledger_many(
-    db: Executor, movements: Sequence[tuple[int, int, int]], *, reason: MovementReason
-) -> None:
-    """Ledger rows (product_id, delta, order_id) of orders' reservations or releases."""
+    """Ledger rows (product_id, delta, order_id), by an actor or for orders."""
     await db.run_many(
         RECORD_MOVEMENT,
         [
@@ -316,7 +302,7 @@ async def _ledger_many(
                 "delta": delta,
                 "reason": reason.value,
                 "order_id": oid,
-                "actor_id": None,
+                "actor_id": actor_id,
             }
             for pid, delta, oid in movements
         ],
