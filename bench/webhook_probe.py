@@ -29,6 +29,14 @@ from typing import Any
 from sse_probe import Arrival
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: with the delivery loop's 16 connections at
+    # once, the kernel resets the rest, and they come back only on the 5 s retry. A real
+    # receiver (uvicorn: 2048) takes them all.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @dataclass
 class WebhookProbe:
     """A receiver and its endpoint; see the module docstring."""
@@ -55,7 +63,7 @@ class WebhookProbe:
             def log_message(self, *_args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        self._server = _Server(("127.0.0.1", 0), Receiver)
         self._lock = threading.Lock()
         self._endpoint: int | None = None
         self._done = threading.Event()
