@@ -39,9 +39,11 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Integer,
+    Select,
     String,
     bindparam,
     literal_column,
+    select,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -303,6 +305,19 @@ def _in_list_default(element: _InList, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     parameter = compiler.process(element.parameter, **kw)
     return f"{column} IN (SELECT value FROM json_each({parameter}))"  # noqa: S608
+
+
+def claimed_once(query: Select[Any], name: str) -> Select[Any]:
+    """The ids `query` selects (`… ORDER BY … LIMIT n FOR UPDATE SKIP LOCKED`), for an
+    `UPDATE … WHERE id IN (…)` that claims them, evaluated exactly once.
+
+    As a plain subquery, PostgreSQL may make it the inner side of a semi join and run it
+    again for every row of the outer scan; each run locks the next rows whose new versions
+    the UPDATE has not yet made ineligible, so LIMIT n bounds nothing and every eligible row
+    is claimed. A MATERIALIZED common table expression runs once.
+    """
+    claimed = query.cte(name).prefix_with("MATERIALIZED")
+    return select(claimed.c[0])
 
 
 def in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:

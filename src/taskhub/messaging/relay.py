@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub import tracing
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver import DriverStatement, Row, connection
+from taskhub.driver import DriverStatement, Row, claimed_once, connection
 from taskhub.messaging.backoff import Backoff
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
 from taskhub.messaging.envelope import envelope_json
@@ -71,12 +71,14 @@ CLAIM_BATCH = DriverStatement(
     update(_outbox)
     .where(
         _outbox.c.id.in_(
-            select(_outbox.c.id)
-            .where(_outbox.c.published_at.is_(None))
-            .order_by(_outbox.c.id)
-            .limit(bindparam("batch", type_=Integer()))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+            claimed_once(
+                select(_outbox.c.id)
+                .where(_outbox.c.published_at.is_(None))
+                .order_by(_outbox.c.id)
+                .limit(bindparam("batch", type_=Integer()))
+                .with_for_update(skip_locked=True),
+                "unpublished",
+            )
         )
     )
     .values(published_at=bindparam("now", type_=UTCDateTime()))

@@ -37,7 +37,14 @@ from taskhub import idempotency
 from taskhub.auth.tokens import valid_caller
 from taskhub.catalog import inventory
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver import Database, DriverStatement, Executor, in_constants, in_list
+from taskhub.driver import (
+    Database,
+    DriverStatement,
+    Executor,
+    claimed_once,
+    in_constants,
+    in_list,
+)
 from taskhub.errors import Conflict, InvalidTransition, NotFound, Unauthorized, Unprocessable
 from taskhub.messaging import outbox
 from taskhub.models import Order, OrderItem, OrderStatus, Product, User
@@ -603,11 +610,13 @@ _expirable = (
     .order_by(_orders.c.id)
     .limit(bindparam("batch", type_=Integer()))
     .with_for_update(skip_locked=True)
-    .scalar_subquery()
 )
 EXPIRE = DriverStatement(
     update(_orders)
-    .where(_orders.c.id.in_(_expirable), _orders.c.status == OrderStatus.RESERVED.value)
+    .where(
+        _orders.c.id.in_(claimed_once(_expirable, "expirable")),
+        _orders.c.status == OrderStatus.RESERVED.value,
+    )
     .values(
         status=OrderStatus.CANCELLED.value,
         status_reason=_CANCEL_REASONS["expired"],
