@@ -5,7 +5,7 @@ died) lets another process claim it again; a late outcome changes nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from taskhub.config import Settings
 from taskhub.db import utcnow
 from taskhub.models import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookScope
-from taskhub.webhooks.delivery import Attempt, DeliveryLoop
+from taskhub.webhooks.delivery import Attempt, Claimed, DeliveryLoop
 from tests.conftest import client_for
 from tests.factories import make_user
 
@@ -108,3 +108,82 @@ async def test_a_late_outcome_changes_nothing(
     assert row is not None and endpoint is not None
     assert (row.state, row.attempt, row.status_code, row.error) == ("succeeded", 1, 204, None)
     assert endpoint.consecutive_failures == 0
+
+
+async def test_a_claim_takes_no_more_than_its_batch(
+    settings_factory: Callable[..., Settings],
+    app_factory: Callable[[Settings], Awaitable[FastAPI]],
+) -> None:
+    # On PostgreSQL the claim's locking subquery, planned as the inner side of a semi join,
+    # ran again for every outer row and leased every due delivery (driver.claimed_once).
+    app = await app_factory(settings_factory())
+    await seed(app, deliveries=6)
+    loop = loop_for(app, clock=later())
+    assert len(await loop.claim(1)) == 1
+    assert len(await loop.claim(2)) == 2
+    assert len(await loop.claim(10)) == 3
+
+
+async def test_outcomes_finishing_together_are_recorded_together(
+    settings_factory: Callable[..., Settings],
+    app_factory: Callable[[Settings], Awaitable[FastAPI]],
+) -> None:
+    app = await app_factory(settings_factory())
+    endpoint_id = await seed(app, deliveries=4)
+    loop = loop_for(app, clock=later())
+    claimed = await loop.claim(4)
+    assert len(claimed) == 4
+    async with app.state.sessionmaker() as session, session.begin():
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        endpoint.consecutive_failures = 3
+    ok = Attempt(ok=True, status_code=204, latency_ms=5, error=None)
+    no = Attempt(ok=False, status_code=503, latency_ms=7, error="HTTP 503")
+    # The last one's lease runs out: another process claims it and records it first.
+    late = claimed[3]
+    other = loop_for(app, clock=later(1 + 7))
+    (retaken,) = await other.claim(1)
+    assert retaken.delivery_id == claimed[0].delivery_id  # the oldest lease comes first
+    (retaken,) = [c for c in await other.claim(3) if c.delivery_id == late.delivery_id]
+    await other.record(retaken, ok)
+    # One transaction for the four: two successes, a first failure (retried: schedule [60])
+    # and the late outcome (changes nothing).
+    await loop.record_all([(claimed[0], ok), (claimed[1], no), (claimed[2], ok), (late, no)])
+    async with app.state.sessionmaker() as session:
+        rows = {row.id: row for row in await session.scalars(select(WebhookDelivery))}
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    assert endpoint is not None
+    first, second, third, fourth = (rows[c.delivery_id] for c in claimed)
+    assert (first.state, first.attempt, first.status_code) == ("succeeded", 1, 204)
+    assert (third.state, third.attempt, third.status_code) == ("succeeded", 1, 204)
+    assert (second.state, second.attempt, second.error) == ("pending", 1, "HTTP 503")
+    assert second.next_attempt_at is not None
+    assert (fourth.state, fourth.attempt, fourth.status_code) == ("succeeded", 1, 204)
+    # The successes reset the endpoint's run of failures; a retry does not count as one.
+    assert endpoint.consecutive_failures == 0
+
+
+async def test_concurrent_outcomes_share_transactions_and_all_land(
+    settings_factory: Callable[..., Settings],
+    app_factory: Callable[[Settings], Awaitable[FastAPI]],
+) -> None:
+    app = await app_factory(settings_factory())
+    await seed(app, deliveries=40)
+    loop = loop_for(app, clock=later())
+    claimed = await loop.claim(40)
+    written: list[int] = []
+    record_all = loop.record_all
+
+    async def counting(outcomes: Sequence[tuple[Claimed, Attempt]]) -> None:
+        written.append(len(outcomes))
+        await record_all(outcomes)
+
+    loop.record_all = counting  # type: ignore[method-assign]
+    ok = Attempt(ok=True, status_code=200, latency_ms=1, error=None)
+    await asyncio.gather(*(loop._record_soon(c, ok) for c in claimed))
+    async with app.state.sessionmaker() as session:
+        states = list(await session.scalars(select(WebhookDelivery.state)))
+    assert states == ["succeeded"] * 40
+    assert sum(written) == 40
+    # The first outcome starts a transaction; the 39 that arrive meanwhile share the next.
+    assert len(written) < 40

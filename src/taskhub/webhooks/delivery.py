@@ -3,16 +3,17 @@
 It runs in every `taskhub worker` (and in the API process in the embedded shape). Deliveries
 are database rows, so every process shares them and they survive restarts:
 
-- **Claim.** A process takes due deliveries of active endpoints (`FOR UPDATE SKIP LOCKED` on
-  PostgreSQL; SQLite serializes writers) and leases them: `next_attempt_at` moves to the end
-  of the lease (twice the attempt's timeout, at least the timeout and 5 s). A process that
-  dies mid-attempt leaves the lease to run out, and another process tries again: at least
-  once, so receivers deduplicate by `webhook-id`.
+- **Claim.** A process takes due deliveries of active endpoints, once half its slots are free
+  (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serializes writers), and leases them:
+  `next_attempt_at` moves to the end of the lease (twice the attempt's timeout, at least the
+  timeout and 5 s). A process that dies mid-attempt leaves the lease to run out, and another
+  process tries again: at least once, so receivers deduplicate by `webhook-id`.
 - **Attempt.** The URL is checked again (`addresses.check_url`) and the request goes to the
   address that was checked, with the URL's host as `Host` and TLS server name; redirects are
   not followed; at most `MAX_RESPONSE_BYTES` of an error answer are read (nothing of a 2xx
   one). A 2xx within `WEBHOOK_TIMEOUT_SECONDS` succeeds.
-- **Record.** Guarded by the attempt number it claimed, so a late writer changes nothing. A
+- **Record.** Outcomes that finish while one is being written are written together, in one
+  transaction. Guarded by the attempt number it claimed, so a late writer changes nothing. A
   failure is retried after the next delay of `WEBHOOK_RETRY_SCHEDULE` (± 20 %), and is
   `failed` after the last; `FAILURES_TO_DISABLE` failed deliveries in a row disable the
   endpoint.
@@ -39,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.db import UTCDateTime, table_of, utcnow
-from taskhub.driver import DriverStatement, in_list, in_session
+from taskhub.driver import DriverStatement, claimed_once, in_list, in_session
 from taskhub.messaging.backoff import Backoff
 from taskhub.messaging.faults import DatabaseGate, Fault
 from taskhub.messaging.metrics import Refresh
@@ -83,11 +84,10 @@ _due = (
     .order_by(_d.c.next_attempt_at, _d.c.id)
     .limit(bindparam("batch", type_=Integer()))
     .with_for_update(of=_d, skip_locked=True)
-    .scalar_subquery()
 )
 CLAIM = DriverStatement(
     update(_d)
-    .where(_d.c.id.in_(_due), _d.c.state == _PENDING)
+    .where(_d.c.id.in_(claimed_once(_due, "due")), _d.c.state == _PENDING)
     .values(next_attempt_at=bindparam("lease_until", type_=UTCDateTime()))
     .returning(_d.c.id, _d.c.endpoint_id, _d.c.event_id, _d.c.body, _d.c.attempt)
 )
@@ -105,7 +105,7 @@ NEXT_DUE = DriverStatement(
     .select_from(_d.join(_e, _e.c.id == _d.c.endpoint_id))
     .where(_d.c.state == _PENDING, _e.c.active)
 )
-RECORD = DriverStatement(
+_record = (
     update(_d)
     .where(
         _d.c.id == bindparam("delivery_id", type_=Integer()),
@@ -121,11 +121,13 @@ RECORD = DriverStatement(
         next_attempt_at=bindparam("next_attempt_at", type_=UTCDateTime()),
         updated_at=bindparam("now", type_=UTCDateTime()),
     )
-    .returning(_d.c.endpoint_id)
 )
+RECORD = DriverStatement(_record.returning(_d.c.endpoint_id))
+# Successes, many at once (executemany: one pipelined round trip on PostgreSQL).
+RECORD_SUCCESSES = DriverStatement(_record)
 RESET_FAILURES = DriverStatement(
     update(_e)
-    .where(_e.c.id == bindparam("endpoint_id", type_=Integer()), _e.c.consecutive_failures != 0)
+    .where(in_list(_e.c.id, "endpoint_ids"), _e.c.consecutive_failures != 0)
     .values(consecutive_failures=0)
 )
 COUNT_FAILURE = DriverStatement(
@@ -281,6 +283,10 @@ class DeliveryLoop:
         self._clock = clock
         self._signal = WakeSignal()
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Claim once half the slots are free, not one slot at a time (a transaction each).
+        self._claim_at = max(1, concurrency // 2)
+        self._outcomes: list[tuple[Claimed, Attempt, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._stopping = False
 
     @classmethod
@@ -324,11 +330,13 @@ class DeliveryLoop:
                     await self._wait_for_gate()
                     continue
                 free = self._concurrency - len(self._in_flight)
+                if free < self._claim_at:
+                    await self._signal.wait(POLL_SECONDS)
+                    continue
                 claimed: list[Claimed] = []
                 try:
-                    if free > 0:
-                        claimed = await self.claim(free)
-                    wait = 0.0 if len(claimed) == free > 0 else await self._idle_wait()
+                    claimed = await self.claim(free)
+                    wait = 0.0 if len(claimed) == free else await self._idle_wait()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -415,7 +423,7 @@ class DeliveryLoop:
         backoff = Backoff(base=0.1, cap=2.0)
         while True:
             try:
-                await self.record(delivery, attempt)
+                await self._record_soon(delivery, attempt)
                 return
             except asyncio.CancelledError:
                 raise
@@ -441,60 +449,124 @@ class DeliveryLoop:
             await self._gate.wait_open()
             await asyncio.sleep(backoff.next())
 
+    async def _record_soon(self, delivery: Claimed, attempt: Attempt) -> None:
+        """Record an outcome together with the others that arrive meanwhile: one transaction
+        for all the outcomes that came in while the previous one was being written. Raises
+        what recording them raised."""
+        done = asyncio.get_running_loop().create_future()
+        self._outcomes.append((delivery, attempt, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outcomes(), name="webhook-outcomes")
+        await done
+
+    async def _write_outcomes(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self.record_all([(delivery, attempt) for delivery, attempt, _ in batch])
+            except asyncio.CancelledError:
+                for *_, done in batch:
+                    done.cancel()
+                raise
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
     async def record(self, delivery: Claimed, attempt: Attempt) -> None:
         """Record an attempt's outcome, unless the delivery moved on meanwhile (see above)."""
+        await self.record_all([(delivery, attempt)])
+
+    async def record_all(self, outcomes: Sequence[tuple[Claimed, Attempt]]) -> None:
+        """Record attempts' outcomes in one transaction (see `record`)."""
         now = self._clock()
-        made = delivery.attempt + 1
-        if attempt.ok:
-            state, next_at, result = DeliveryState.SUCCEEDED, None, "succeeded"
-        else:
-            delay = retry_delay(made, self._schedule)
-            if delay is None:
-                state, next_at, result = DeliveryState.FAILED, None, "failed"
-            else:
-                state, next_at = DeliveryState.PENDING, now + timedelta(seconds=delay)
-                result = "retry"
+        successes = [(d, a) for d, a in outcomes if a.ok]
+        results: list[str] = ["succeeded"] * len(successes)
         async with self._sessionmaker() as session, session.begin():
             db = in_session(session)
-            recorded = await db.run(
-                RECORD,
-                delivery_id=delivery.delivery_id,
-                claimed_attempt=delivery.attempt,
-                state=state.value,
-                status_code=attempt.status_code,
-                latency_ms=attempt.latency_ms,
-                error=attempt.error,
-                next_attempt_at=next_at,
-                now=now,
+            await db.run_many(
+                RECORD_SUCCESSES,
+                [
+                    self._row(d, a, state=DeliveryState.SUCCEEDED, next_at=None, now=now)
+                    for d, a in successes
+                ],
             )
-            if not recorded:
-                return  # recorded by another process after the lease ran out, or disabled
-            if state is DeliveryState.SUCCEEDED:
-                await db.run(RESET_FAILURES, endpoint_id=delivery.endpoint_id)
-            elif state is DeliveryState.FAILED:
-                counted = await db.run(COUNT_FAILURE, endpoint_id=delivery.endpoint_id)
-                failures = int(counted[0]["consecutive_failures"]) if counted else 0
-                if failures >= FAILURES_TO_DISABLE and await disable_endpoint(
-                    session,
-                    endpoint_id=delivery.endpoint_id,
-                    reason=f"{failures} consecutive deliveries failed; the last: {attempt.error}"[
-                        :1000
-                    ],
-                ):
-                    logger.warning(
-                        "webhook endpoint %s disabled after %d failed deliveries",
-                        delivery.endpoint_id,
-                        failures,
-                    )
-        WEBHOOK_DELIVERIES.labels(result).inc()
-        if not attempt.ok:
-            logger.info(
-                "webhook delivery %s (event %s) attempt %d failed: %s",
-                delivery.delivery_id,
-                delivery.event_id,
-                made,
-                attempt.error,
+            if successes:
+                # A late success (recorded by another process meanwhile) still proves that
+                # the endpoint answers.
+                await db.run(
+                    RESET_FAILURES, endpoint_ids=sorted({d.endpoint_id for d, _ in successes})
+                )
+            for delivery, attempt in outcomes:
+                if not attempt.ok:
+                    result = await self._record_failure(session, delivery, attempt, now)
+                    if result is not None:
+                        results.append(result)
+        for result in results:
+            WEBHOOK_DELIVERIES.labels(result).inc()
+        for delivery, attempt in outcomes:
+            if not attempt.ok:
+                logger.info(
+                    "webhook delivery %s (event %s) attempt %d failed: %s",
+                    delivery.delivery_id,
+                    delivery.event_id,
+                    delivery.attempt + 1,
+                    attempt.error,
+                )
+
+    async def _record_failure(
+        self, session: AsyncSession, delivery: Claimed, attempt: Attempt, now: datetime
+    ) -> str | None:
+        """Record a failed attempt: retried later, or failed (and counted against its
+        endpoint); None when the delivery moved on meanwhile."""
+        db = in_session(session)
+        delay = retry_delay(delivery.attempt + 1, self._schedule)
+        if delay is None:
+            state, next_at = DeliveryState.FAILED, None
+        else:
+            state, next_at = DeliveryState.PENDING, now + timedelta(seconds=delay)
+        row = self._row(delivery, attempt, state=state, next_at=next_at, now=now)
+        if not await db.run(RECORD, **row):
+            return None  # recorded by another process after the lease ran out, or disabled
+        if state is DeliveryState.PENDING:
+            return "retry"
+        counted = await db.run(COUNT_FAILURE, endpoint_id=delivery.endpoint_id)
+        failures = int(counted[0]["consecutive_failures"]) if counted else 0
+        if failures >= FAILURES_TO_DISABLE and await disable_endpoint(
+            session,
+            endpoint_id=delivery.endpoint_id,
+            reason=f"{failures} consecutive deliveries failed; the last: {attempt.error}"[:1000],
+        ):
+            logger.warning(
+                "webhook endpoint %s disabled after %d failed deliveries",
+                delivery.endpoint_id,
+                failures,
             )
+        return "failed"
+
+    @staticmethod
+    def _row(
+        delivery: Claimed,
+        attempt: Attempt,
+        *,
+        state: DeliveryState,
+        next_at: datetime | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "delivery_id": delivery.delivery_id,
+            "claimed_attempt": delivery.attempt,
+            "state": state.value,
+            "status_code": attempt.status_code,
+            "latency_ms": attempt.latency_ms,
+            "error": attempt.error,
+            "next_attempt_at": next_at,
+            "now": now,
+        }
 
     async def _wait_for_gate(self) -> None:
         opened = asyncio.ensure_future(self._gate.wait_open())
