@@ -128,6 +128,25 @@ def pipeline_orders(db: str, since_id: int) -> set[int]:
     return {int(r["id"]) for r in fetch(PIPELINE_ORDERS.format(since=int(since_id)), db)}
 
 
+BACKLOG = (
+    "SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING') AS pending_orders, "
+    "(SELECT count(*) FROM outbox WHERE published_at IS NULL) AS unpublished, "
+    "(SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS deliveries"
+)
+
+
+def wait_drained(db: str, seconds: float = 300) -> dict[str, float]:
+    """Wait until the previous phase's events are all applied (see NOTES.md)."""
+    start = time.monotonic()
+    first = dict(fetch(BACKLOG, db)[0])
+    while time.monotonic() - start < seconds:
+        row = fetch(BACKLOG, db)[0]
+        if not any(int(v) for v in row.values()):
+            break
+        time.sleep(0.2)
+    return {**{k: int(v) for k, v in first.items()}, "waited_s": round(time.monotonic() - start, 1)}
+
+
 def latency_percentiles(db: str, since_id: int) -> dict[str, float]:
     """Order created → RESERVED, from the orders' own timestamps (ms)."""
     # apibench's pipeline orders are the first 300 after `since_id` on a product stocked
@@ -243,6 +262,8 @@ def main() -> None:
                     ADMIN_PASSWORD,
                 ]
             )
+            drained = wait_drained(db)
+            log(f"run {n + 1}: backlog after side_by_side {drained}")
             since = int(fetch("SELECT coalesce(max(id), 0) AS m FROM orders", db)[0]["m"])
             # A site admin's event stream, open through the end-to-end phase (sse_probe.py).
             probe = SseProbe(base, admin_token)
@@ -284,6 +305,7 @@ def main() -> None:
                     "sse": sse,
                     "webhook": webhook,
                     "server_rss_kb": rss_kb(server.pid),
+                    "backlog_before_e2e": drained,
                 }
             )
             ratio_line = sbs_text.strip().splitlines()[-1]

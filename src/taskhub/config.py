@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # An attempt succeeds with a 2xx answer within this time.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Deliveries one process attempts at once.
-    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_concurrency: int = Field(default=64, ge=1, le=256)
     # Settled deliveries (succeeded or failed) are deleted this long after their last attempt.
     webhook_retention: timedelta = timedelta(days=7)
     # Live updates (Server-Sent Events, taskhub.live).
