@@ -14,7 +14,8 @@ from sqlalchemy import select
 from taskhub.config import Settings
 from taskhub.db import utcnow
 from taskhub.models import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookScope
-from taskhub.webhooks.delivery import Attempt, Claimed, DeliveryLoop
+from taskhub.webhooks.delivery import Claimed, DeliveryLoop
+from taskhub.webhooks.sender import Attempt
 from tests.conftest import client_for
 from tests.factories import make_user
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from taskhub.webhooks.delivery import ERROR_EXCERPT, Attempt, Sender
+from taskhub.webhooks.sender import ERROR_EXCERPT, Attempt, Sender
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
