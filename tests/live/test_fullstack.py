@@ -56,6 +56,8 @@ async def stack(
         RELAY_POLL_SECONDS="0.2",
         LIVE_RECHECK_SECONDS="0.2",
         LIVE_KEEPALIVE_SECONDS="1",
+        # Several partitions: each server reads every one of them.
+        STREAM_PARTITIONS="4",
     )
     created = await asyncio.to_thread(
         subprocess.run,

@@ -42,7 +42,7 @@ class LiveUpdates:
         if redis is not None and not settings.embedded_events:
             self.fanout = StreamFanout(
                 redis=redis,
-                partitions=all_partitions(settings.redis_prefix),
+                partitions=all_partitions(settings.redis_prefix, settings.stream_partitions),
                 deliver=self._publish,
                 wanted=self._wanted,
             )

@@ -101,7 +101,7 @@ def partition_for(payload: Mapping[str, object], count: int = 1) -> str:
     return f"p{partition_index(payload, count)}"
 
 
-def all_partitions(prefix: str, count: int = 1) -> list[StreamKeys]:
+def all_partitions(prefix: str, count: int) -> list[StreamKeys]:
     """The keys of partitions p0 … p<count - 1>: what workers consume and tools inspect."""
     if not 1 <= count <= MAX_PARTITIONS:
         raise ValueError(f"STREAM_PARTITIONS must be 1 to {MAX_PARTITIONS}, not {count}")
