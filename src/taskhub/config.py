@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -31,6 +31,18 @@ DEV_SECRET_FILE = Path(".taskhub-secret")
 WEBHOOK_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 # A duration given as a plain number: seconds, as the README and .env.example document it.
 _SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+
+
+def _seconds_or_iso(value: object) -> object:
+    # pydantic reads a bare number only from Python, not from a string such as the
+    # environment's `RESERVATION_TTL=900`; ISO 8601 strings pass through to pydantic.
+    if isinstance(value, str) and _SECONDS.match(value):
+        return float(value)
+    return value
+
+
+# A duration setting: seconds (`900`, `1.5`) or ISO 8601 (`PT15M`).
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 
 class Settings(BaseSettings):
@@ -54,7 +66,7 @@ class Settings(BaseSettings):
     access_token_expire_minutes: int = Field(default=30, ge=1)
     allow_signup: bool = True
     # Seconds (`900`) or ISO 8601 (`PT15M`); see `_duration`.
-    reservation_ttl: timedelta = timedelta(minutes=15)
+    reservation_ttl: Duration = timedelta(minutes=15)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_open_orders_per_user: int = Field(default=100, ge=0)
@@ -95,7 +107,7 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(default=100_000, ge=10)
     # A Redis that lost the consumer group: events published this recently and not yet
     # applied are published again.
-    stream_republish_window: timedelta = timedelta(hours=24)
+    stream_republish_window: Duration = timedelta(hours=24)
     relay_batch_size: int = Field(default=200, ge=1)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
@@ -116,7 +128,7 @@ class Settings(BaseSettings):
     # Deliveries one process attempts at once.
     webhook_concurrency: int = Field(default=64, ge=1, le=256)
     # Settled deliveries (succeeded or failed) are deleted this long after their last attempt.
-    webhook_retention: timedelta = timedelta(days=7)
+    webhook_retention: Duration = timedelta(days=7)
     # Live updates (Server-Sent Events, taskhub.live).
     # A comment line after this long without an event keeps idle connections open.
     live_keepalive_seconds: float = Field(default=15.0, gt=0)
@@ -124,7 +136,7 @@ class Settings(BaseSettings):
     live_recheck_seconds: float = Field(default=0.5, gt=0)
     # `Last-Event-ID` replays the events of this long ago at most; published outbox rows are
     # kept at least this long (taskhub.messaging.retention).
-    live_replay_window: timedelta = timedelta(hours=1)
+    live_replay_window: Duration = timedelta(hours=1)
     # Events waiting for one slow client; past this its stream ends (it resumes with
     # Last-Event-ID).
     live_max_queued_events: int = Field(default=10_000, ge=10)
@@ -166,15 +178,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"FORWARDED_ALLOW_IPS: {entry!r} is not an IP address, a network or '*'"
                 ) from None
-        return value
-
-    @field_validator("reservation_ttl", "webhook_retention", "live_replay_window", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        # pydantic reads a bare number only from Python, not from a string such as the
-        # environment's `RESERVATION_TTL=900`; ISO 8601 strings pass through to pydantic.
-        if isinstance(value, str) and _SECONDS.match(value):
-            return float(value)
         return value
 
     @field_validator("reservation_ttl", "webhook_retention")
