@@ -139,7 +139,5 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request of the webhook deliveries at INFO; the delivery loop logs
-    # what matters (failed attempts) itself.
-    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+    for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

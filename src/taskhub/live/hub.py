@@ -21,9 +21,10 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from taskhub.errors import ServiceUnavailable
-from taskhub.live.visibility import Route, Topic, id_in, routes_of
+from taskhub.live.visibility import Route, Topic, routes_of
 from taskhub.messaging.fanout import PublishedEvent, event_of_row
 from taskhub.models import OutboxEvent
+from taskhub.orders.events import id_in
 
 logger = logging.getLogger("taskhub.live")
 

@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 from taskhub.config import Settings
 from taskhub.driver import Database
 from taskhub.live.hub import LiveHub
-from taskhub.live.visibility import order_owners
 from taskhub.messaging.fanout import PublishedEvent, StreamFanout
 from taskhub.messaging.streams import all_partitions
+from taskhub.orders.events import order_owners
 
 SignalHandler = Callable[[int, FrameType | None], object]
 

@@ -13,26 +13,16 @@ route (`OrdersTopic.route`, ...), and an event the routes it may go to (`routes_
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import select
-
-from taskhub.db import table_of
-from taskhub.driver import DriverStatement, Executor, in_list
+from taskhub.driver import Executor
 from taskhub.messaging.fanout import PublishedEvent
-from taskhub.models import Order
+from taskhub.orders.events import id_in, order_owners
 
 ORDER_EVENTS = ("order.",)
 PROJECT_EVENTS = ("task.", "member.")
 MEMBER_REMOVED = "member.removed"
-
-
-def id_in(payload: Mapping[str, Any], key: str) -> int | None:
-    """An integer id of the payload (a JSON `true` is not one)."""
-    value = payload.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +113,6 @@ def routes_of(event: PublishedEvent, owner: int | None) -> tuple[Route, ...]:
         project_id = id_in(event.payload, "project_id")
         return () if project_id is None else (("project", project_id),)
     return ()
-
-
-_orders = table_of(Order)
-ORDER_OWNERS = DriverStatement(
-    select(_orders.c.id, _orders.c.user_id).where(in_list(_orders.c.id, "order_ids"))
-)
-
-
-async def order_owners(db: Executor, order_ids: Sequence[int]) -> dict[int, int]:
-    """The owner of each of these orders (an order never changes hands)."""
-    if not order_ids:
-        return {}
-    rows = await db.run(ORDER_OWNERS, order_ids=list(dict.fromkeys(order_ids)))
-    return {int(row["id"]): int(row["user_id"]) for row in rows}
 
 
 async def visible(

@@ -7,11 +7,15 @@ the order up instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
-from taskhub.models import OrderStatus
+from taskhub.db import table_of
+from taskhub.driver import DriverStatement, Executor, in_list
+from taskhub.models import Order, OrderStatus
 
 ORDER_CREATED = "order.created"
 ORDER_RESERVED = "order.reserved"
@@ -51,3 +55,24 @@ def order_payload(
     """The payload of an order event: the order, its owner, the status it reached, and what
     the event's type adds (`total_cents`, `reason`)."""
     return {"order_id": order_id, "user_id": user_id, "status": status.value, **extra}
+
+
+def id_in(payload: Mapping[str, Any], key: str) -> int | None:
+    """An integer id of an event's payload (a JSON `true` is not one)."""
+    value = payload.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_orders = table_of(Order)
+ORDER_OWNERS = DriverStatement(
+    select(_orders.c.id, _orders.c.user_id).where(in_list(_orders.c.id, "order_ids"))
+)
+
+
+async def order_owners(db: Executor, order_ids: Sequence[int]) -> dict[int, int]:
+    """The owner of each of these orders (an order never changes hands), for events written
+    before their payloads named it."""
+    if not order_ids:
+        return {}
+    rows = await db.run(ORDER_OWNERS, order_ids=list(dict.fromkeys(order_ids)))
+    return {int(row["id"]): int(row["user_id"]) for row in rows}

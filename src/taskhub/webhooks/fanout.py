@@ -25,19 +25,19 @@ from taskhub.messaging.dispatch import Registry
 from taskhub.messaging.envelope import Envelope
 from taskhub.models import (
     DeliveryState,
-    Order,
     User,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookScope,
 )
+from taskhub.orders.events import id_in, order_owners
 from taskhub.webhooks.service import subscribed
 
 FANOUT = "webhooks.fanout"
 # Set in the handler's session when it queued deliveries (the delivery loop wakes on it).
 QUEUED = "webhook_deliveries_queued"
 
-_endpoints, _users, _orders = table_of(WebhookEndpoint), table_of(User), table_of(Order)
+_endpoints, _users = table_of(WebhookEndpoint), table_of(User)
 _deliveries = table_of(WebhookDelivery)
 CANDIDATES = DriverStatement(
     select(
@@ -70,10 +70,6 @@ CANDIDATES = DriverStatement(
     )
     .order_by(_endpoints.c.id)
 )
-# Events written before order events named their owner: look the orders up.
-ORDER_OWNERS = DriverStatement(
-    select(_orders.c.id, _orders.c.user_id).where(in_list(_orders.c.id, "order_ids"))
-)
 QUEUE = DriverStatement(
     insert(_deliveries).values(
         endpoint_id=bindparam("endpoint_id"),
@@ -87,10 +83,6 @@ QUEUE = DriverStatement(
 )
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 async def fan_out(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     """Queue a delivery of each event to each endpoint that may see it and subscribes."""
     db = in_session(session)
@@ -100,21 +92,20 @@ async def fan_out(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     for index, envelope in enumerate(envelopes):
         payload = envelope.payload
         if envelope.type.startswith("order."):
-            order_id, user_id = _int(payload.get("order_id")), _int(payload.get("user_id"))
+            order_id, user_id = id_in(payload, "order_id"), id_in(payload, "user_id")
             if user_id is not None:
                 owners[index] = user_id
             elif order_id is not None:
                 unknown_owner[index] = order_id
         elif envelope.type.startswith(("task.", "member.")):
-            project_id = _int(payload.get("project_id"))
+            project_id = id_in(payload, "project_id")
             if project_id is not None:
                 projects[index] = project_id
-    if unknown_owner:
-        found = await db.run(ORDER_OWNERS, order_ids=sorted(set(unknown_owner.values())))
-        owner_of = {int(row["id"]): int(row["user_id"]) for row in found}
-        for index, order_id in unknown_owner.items():
-            if order_id in owner_of:
-                owners[index] = owner_of[order_id]
+    # Events written before order events named their owner: look the orders up.
+    owner_of = await order_owners(db, sorted(set(unknown_owner.values())))
+    for index, order_id in unknown_owner.items():
+        if order_id in owner_of:
+            owners[index] = owner_of[order_id]
     if not owners and not projects:
         return
     candidates = await db.run(
@@ -126,15 +117,16 @@ async def fan_out(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     if not candidates:
         return
     now = utcnow()
+    filters = [_filters(endpoint["events"]) for endpoint in candidates]
     rows = []
     for index, envelope in enumerate(envelopes):
         if index not in owners and index not in projects:
             continue
         body: str | None = None
-        for endpoint in candidates:
+        for endpoint, subscriptions in zip(candidates, filters, strict=True):
             if not _sees(endpoint, owner=owners.get(index), project=projects.get(index)):
                 continue
-            if not subscribed(_filters(endpoint["events"]), envelope.type):
+            if not subscribed(subscriptions, envelope.type):
                 continue
             body = body or envelope.to_json().decode()
             rows.append(

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.principal import Principal
 from taskhub.db import utcnow
 from taskhub.errors import Conflict, Forbidden, NotFound, Unprocessable
+from taskhub.messaging.envelope import envelope_json
 from taskhub.models import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookScope
 from taskhub.observability import request_id_var
 from taskhub.orders.events import ORDER_EVENTS
@@ -273,16 +273,13 @@ async def send_test(session: AsyncSession, *, endpoint: WebhookEndpoint) -> Webh
     endpoint or stream sees it); 409 while the endpoint is disabled."""
     _require_active(endpoint)
     event_id = str(uuid.uuid4())
-    body = orjson.dumps(
-        {
-            "id": event_id,
-            "type": WEBHOOK_TEST,
-            "occurred_at": utcnow(),
-            "version": 1,
-            "payload": {"webhook_id": endpoint.id},
-            "request_id": request_id_var.get(),
-        },
-        option=orjson.OPT_UTC_Z,
+    body = envelope_json(
+        event_id=event_id,
+        type=WEBHOOK_TEST,
+        occurred_at=utcnow(),
+        version=1,
+        payload={"webhook_id": endpoint.id},
+        request_id=request_id_var.get(),
     ).decode()
     return await _queue(
         session, endpoint_id=endpoint.id, event_id=event_id, event_type=WEBHOOK_TEST, body=body
