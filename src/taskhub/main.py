@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_attempts=settings.event_max_deliveries,
                 observer=live.hub.on_outbox_row,
             )
+            app.state.dispatcher = dispatcher
             dispatcher_task = asyncio.create_task(dispatcher.run(), name="embedded-dispatcher")
         try:
             yield

@@ -3,18 +3,22 @@ token's user, and only while that token is valid."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 from taskhub.auth.stream_tickets import purge_expired_tickets
+from taskhub.config import Settings
 from taskhub.db import utcnow
 from taskhub.models import StreamTicket
 from tests.factories import Actor, make_user
-from tests.live.conftest import emit_event
-from tests.live.sse import open_stream, refused
+from tests.live.conftest import LIVE_SETTINGS, emit_event
+from tests.live.sse import open_stream, refused, served
 
 TICKET = "/api/v1/auth/stream-ticket"
 EVENTS = "/api/v2/orders/events"
@@ -46,7 +50,29 @@ async def test_a_ticket_opens_one_stream_of_its_users_events(
     assert (await refused(http, EVENTS, params={"ticket": "forged"})).status_code == 401
 
 
-async def test_an_expired_ticket_is_refused(live_app: FastAPI, http: httpx.AsyncClient) -> None:
+@pytest.fixture
+async def quiet_app(
+    app_factory: Callable[[Settings], Any], settings_factory: Callable[..., Settings]
+) -> FastAPI:
+    """The live app with its periodic jobs not due again for an hour (if the dispatcher has
+    not run them yet, this does): its own ticket purge cannot race the test's."""
+    started: FastAPI = await app_factory(
+        settings_factory(**LIVE_SETTINGS, expiry_sweep_seconds=3600)
+    )
+    await started.state.dispatcher.run_jobs_if_due()
+    return started
+
+
+@pytest.fixture
+async def quiet_http(quiet_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(quiet_app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        yield client
+
+
+async def test_an_expired_ticket_is_refused(
+    quiet_app: FastAPI, quiet_http: httpx.AsyncClient
+) -> None:
+    live_app, http = quiet_app, quiet_http
     user = await make_user(live_app, http)
     ticket = await ticket_of(http, user)
     async with live_app.state.sessionmaker() as session, session.begin():
