@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from taskhub import __version__
 from taskhub.api import ROUTERS
 from taskhub.auth.limiter import Limit, LoginLimiter, MemoryCounter, RedisCounter
 from taskhub.auth.tokens import RequestSession
+from taskhub.background import finish
 from taskhub.config import Settings, get_settings
 from taskhub.db import make_engine, make_sessionmaker
 from taskhub.driver import Database, attach_driver_pool, detach_driver_pool
@@ -26,6 +26,7 @@ from taskhub.live.page import router as live_page_router
 from taskhub.live.runtime import LiveUpdates, end_streams_on_signals
 from taskhub.messaging.binding import DeploymentMismatch, StreamBinder
 from taskhub.messaging.embedded import EmbeddedDispatcher
+from taskhub.messaging.faults import DatabaseGate
 from taskhub.messaging.metrics import pipeline_metrics_refresher
 from taskhub.messaging.outbox import Announcer
 from taskhub.messaging.signal import WakeSignal
@@ -36,7 +37,11 @@ from taskhub.openapi import install_openapi
 from taskhub.redis_client import RedisClient, make_redis
 from taskhub.runtime import tune_gc
 from taskhub.tracing import configure_tracing
-from taskhub.webhooks.delivery import DeliveryLoop, webhook_metrics_refresher
+from taskhub.webhooks.delivery import (
+    LEASE_MARGIN_SECONDS,
+    DeliveryLoop,
+    webhook_metrics_refresher,
+)
 
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 logger = logging.getLogger("taskhub.main")
@@ -90,7 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.embedded_events:
             registry = build_registry(settings)
             # The webhook deliveries, which the workers send in the full stack.
-            deliveries = DeliveryLoop.from_settings(settings, app.state.sessionmaker)
+            # One database gate: an outage either of them meets pauses both, as in a worker.
+            gate = DatabaseGate(engine)
+            deliveries = DeliveryLoop.from_settings(settings, app.state.sessionmaker, gate=gate)
             registry.after_commit(deliveries.on_commit)
             deliveries_task = asyncio.create_task(deliveries.run(), name="webhook-deliveries")
             dispatcher = EmbeddedDispatcher(
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poll_seconds=settings.relay_poll_seconds,
                 jobs_every_seconds=settings.expiry_sweep_seconds,
                 max_attempts=settings.event_max_deliveries,
+                gate=gate,  # closed by the dispatcher, which stops last
                 observer=live.hub.on_outbox_row,
             )
             app.state.dispatcher = dispatcher
@@ -111,11 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # Attempts in flight end within the webhook timeout; then their outcome is
                 # recorded (a cancelled one would be attempted again after its lease).
                 deliveries.stop()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(deliveries_task), timeout=15)
-                deliveries_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await deliveries_task
+                await finish(
+                    deliveries_task, settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+                )
             if restore_signals is not None:
                 restore_signals()
             await live.close()
@@ -123,11 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # Let it finish the event in hand: a cancelled database call could leave a
                 # connection (and, on SQLite, the write lock) behind.
                 dispatcher.stop()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(dispatcher_task), timeout=10)
-                dispatcher_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dispatcher_task
+                await finish(dispatcher_task, 10)
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await app.state.announcer.close()

@@ -12,7 +12,6 @@ clients reconnect (to another server) right away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from types import FrameType
 
 from redis.asyncio import Redis
 
+from taskhub.background import finish
 from taskhub.config import Settings
 from taskhub.driver import Database
 from taskhub.live.hub import LiveHub
@@ -68,11 +68,7 @@ class LiveUpdates:
         if self.fanout is not None:
             self.fanout.stop()
         for task in self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=3)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await finish(task, 3)
 
 
 def end_streams_on_signals(hub: LiveHub) -> Callable[[], None]:
