@@ -11,7 +11,7 @@ own retry (relay, consumer) then reaches the new master.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
@@ -53,6 +53,6 @@ def make_redis(
     return Redis.from_url(settings.redis_url, max_connections=max_connections, **common)
 
 
-def is_cluster(redis: RedisClient) -> bool:
+def is_cluster(redis: RedisClient) -> TypeGuard[RedisCluster]:
     """Whether the client talks to a Redis Cluster."""
     return isinstance(redis, RedisCluster)

@@ -36,7 +36,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
@@ -67,15 +66,6 @@ def valid_caller(*columns: Any, lock: bool = False) -> Select[Any]:
         ~exists().where(_revoked.c.jti == bindparam("jti", type_=String())),
     )
     return stmt.with_for_update(read=True, key_share=True) if lock else stmt
-
-
-def valid_caller_sql(*columns: Any, lock: bool = False) -> str:
-    """`valid_caller` as PostgreSQL text with `:user_id`, `:epoch` and `:jti` placeholders,
-    for statements written as text (orders.service.PLACE_ORDER)."""
-    # The generic dialect: a driver's would write casts (`:user_id::INTEGER`) into the text.
-    dialect = PGDialect(paramstyle="named")  # type: ignore[no-untyped-call]
-    compiled = valid_caller(*columns, lock=lock).compile(dialect=dialect)
-    return str(compiled)
 
 
 _CONFIRM_CALLER = valid_caller(_users.c.id, lock=True)

@@ -103,11 +103,6 @@ class LiveHub:
         """Whether anyone in this process listens."""
         return bool(self._subscriptions)
 
-    @property
-    def subscriber_count(self) -> int:
-        """How many streams this process serves."""
-        return len(self._subscriptions)
-
     def publish(self, event: PublishedEvent) -> None:
         """Queue a published event for routing (nothing at all when nobody listens)."""
         if self._subscriptions and not self._closed:

@@ -46,7 +46,6 @@ class Outcome(StrEnum):
 
     APPLIED = "applied"
     DUPLICATE = "duplicate"
-    MALFORMED = "malformed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 
-from taskhub.redis_client import RedisClient
+from taskhub.redis_client import RedisClient, is_cluster
 
 GROUP = "taskhub-workers"
 ENVELOPE_FIELD = b"envelope"
@@ -165,7 +164,7 @@ async def publish(redis: RedisClient, entries: Sequence[tuple[StreamKeys, Fields
         for keys, fields in entries:
             # No MAXLEN: only `trim` removes entries, once every group acknowledged them.
             pipe.xadd(keys.stream, dict(fields))  # type: ignore[arg-type]
-        if not isinstance(redis, RedisCluster):
+        if not is_cluster(redis):
             await pipe.execute()
             return
         if not redis.nodes_manager.slots_cache:
