@@ -102,6 +102,8 @@ class CursorField:
 
 
 # A row id, the key of most lists.
+# Above every id (ids are positive 32-bit integers): where a descending walk by id starts.
+ABOVE_EVERY_ID = MAX_ID + 1
 ID_FIELD = CursorField(int)
 _SHORTHAND = {int: ID_FIELD, str: CursorField(str)}
 

@@ -18,6 +18,7 @@ from taskhub.driver import DriverStatement, Executor, Row, in_constants, in_list
 from taskhub.errors import NotFound, Unauthorized
 from taskhub.models import Order, OrderItem, OrderStatus, User
 from taskhub.models._keys import integer_bound
+from taskhub.pagination import ABOVE_EVERY_ID
 from taskhub.security import TokenClaims
 
 _orders, _order_items, _users = table_of(Order), table_of(OrderItem), table_of(User)
@@ -84,7 +85,6 @@ ORDERS_PAGE = {
     for everyone in (False, True)
     for status in (None, *OrderStatus)
 }
-_ABOVE_EVERY_ID = 2**31
 
 Line = tuple[int, int, int]  # (product_id, quantity, unit_price_cents), ordered by product
 
@@ -133,7 +133,7 @@ async def list_orders(
 ) -> list[dict[str, Any]]:
     """Up to `limit` orders, newest first: the user's, or everyone's; as API documents."""
     first = before_id is None
-    params: dict[str, Any] = {"limit": limit, "before_id": _ABOVE_EVERY_ID if first else before_id}
+    params: dict[str, Any] = {"limit": limit, "before_id": ABOVE_EVERY_ID if first else before_id}
     if not everyone:
         params["user_id"] = user_id
     page = ORDERS_PAGE[(everyone, OrderStatus(status) if status is not None else None)]

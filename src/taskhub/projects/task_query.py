@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fastapi import Response
@@ -69,14 +69,12 @@ from taskhub.models._keys import (
 )
 from taskhub.models.task import PRIORITY_RANK, PRIORITY_SPAN, created_key, due_key, priority_key
 from taskhub.pages import Caller, PageStatement, SortKey, model_columns
-from taskhub.pagination import ID_FIELD, CursorField, decode_cursor
+from taskhub.pagination import ABOVE_EVERY_ID, ID_FIELD, CursorField, decode_cursor
 from taskhub.projects.schemas import TaskOut
 from taskhub.search import matches, search_words, walk_or_index
 from taskhub.security import TokenClaims
 
 _tasks, _members, _users = table_of(Task), table_of(ProjectMember), table_of(User)
-# An id above every id, for the first page of a descending id order.
-_ABOVE_EVERY_ID = 2**31
 
 
 class TaskSort(StrEnum):
@@ -171,7 +169,7 @@ def _time_param(name: str) -> ColumnElement[Any]:
     return comparable_time(bindparam(name, type_=BoundTime()))
 
 
-def _filter(name: str, sort: TaskSort, columns: Any, *, indexed: bool) -> ColumnElement[bool]:
+def _filter(name: str, sort: TaskSort, columns: Any) -> ColumnElement[bool]:
     """The predicate of one filter, its value bound as :<name>.
 
     A filter on the sorted field is written on the sort key, as a range of its index.
@@ -179,7 +177,9 @@ def _filter(name: str, sort: TaskSort, columns: Any, *, indexed: bool) -> Column
     if name == _NOTHING:
         return false()
     if name == "q":
-        return matches(columns.id.table, indexed=indexed)
+        # Only a merge reaches here with q (a search is `_searched`'s walk): each row a
+        # project's index scan reads is checked.
+        return matches(columns.id.table, indexed=False)
     if name in ("due_before", "due_after"):
         if sort.field != "due_date":
             due, bound = comparable_time(columns.due_date), _time_param(name)
@@ -244,15 +244,15 @@ def _shape(*, members_only: bool, filters: tuple[str, ...]) -> _Shape:
 _FIELDS = list(TaskOut.model_fields)
 
 
-@lru_cache(maxsize=1024)
+@cache  # a finite set: filters × sorts × scopes × dialects
 def _page_statement(
     *, members_only: bool, filters: tuple[str, ...], sort: TaskSort, dialect: str
 ) -> PageStatement:
     """The statement for one combination of filters and sort, compiled once.
 
-    Every value is a bound parameter, so each of the few hundred shapes is built once per
-    process; a request only binds its values. A member's statement also reads the :user_id
-    account (the route has read only the token).
+    Every value is a bound parameter, so each shape in use is built once per process; a
+    request only binds its values. A member's statement also reads the :user_id account (the
+    route has read only the token).
     """
     shape = _shape(members_only=members_only, filters=filters)
     if shape is _Shape.MERGE:
@@ -275,7 +275,7 @@ def _plain(
 ) -> tuple[Select[Any], list[SortKey]]:
     columns = _tasks.c
     stmt = select(*model_columns(TaskOut, _tasks)).where(
-        *(_filter(name, sort, columns, indexed=True) for name in filters), _after(sort, columns)
+        *(_filter(name, sort, columns) for name in filters), _after(sort, columns)
     )
     if members_only:
         stmt = stmt.where(_visible(columns))
@@ -295,7 +295,7 @@ def _merged(
             select(*(columns[name] for name in _FIELDS))
             .where(
                 columns.project_id == member.c.project_id,
-                *(_filter(name, sort, columns, indexed=False) for name in filters),
+                *(_filter(name, sort, columns) for name in filters),
                 _after(sort, columns),
             )
             .order_by(*(key.on(key.expression) for key in sort_order(sort, columns)))
@@ -315,7 +315,7 @@ def _merged(
         select(columns.id)
         .where(
             columns.project_id == member.c.project_id,
-            *(_filter(name, sort, columns, indexed=False) for name in filters),
+            *(_filter(name, sort, columns) for name in filters),
             _after(sort, columns),
         )
         .order_by(*(key.on(key.expression) for key in sort_order(sort, columns)))
@@ -353,7 +353,7 @@ def _searched(
     for name in filters:
         if name != "q":
             part = ranged if _narrows_the_range(name, sort) else checked
-            part.append(_filter(name, sort, columns, indexed=True))
+            part.append(_filter(name, sort, columns))
     if members_only:
         ranged.append(_visible(columns))
     page = walk_or_index(
@@ -466,7 +466,7 @@ class _PageRequest:
                     start, self.params["priority_high"] = max(start, (low - 1, 0)), high
             elif _starts_the_page(name, sort):
                 # (date, id) past every task due exactly then, in the reading direction.
-                edge = (value, 0) if sort.descending else (value, _ABOVE_EVERY_ID)
+                edge = (value, 0) if sort.descending else (value, ABOVE_EVERY_ID)
                 start = min(start, edge) if sort.descending else max(start, edge)
             else:
                 self.params[name] = value
@@ -520,14 +520,14 @@ def _start(sort: TaskSort, after: tuple[Any, int] | None) -> tuple[Any, int]:
     integer keys (id, priority) are whole in the first item."""
     descending = sort.descending
     if sort.field == "id":
-        return (after[1] if after else _ABOVE_EVERY_ID if descending else 0, 0)
+        return (after[1] if after else ABOVE_EVERY_ID if descending else 0, 0)
     if sort.field == "priority":
         if after is None:
             return (len(PRIORITY_RANK) * PRIORITY_SPAN if descending else -1, 0)
         rank, last_id = after
         return (rank * PRIORITY_SPAN + last_id, 0)
     if after is None:
-        return (LATEST, _ABOVE_EVERY_ID) if descending else (EARLIEST, 0)
+        return (LATEST, ABOVE_EVERY_ID) if descending else (EARLIEST, 0)
     value, last_id = after
     if value is None:  # inside the due dates' NULL block, whose key is the NULL bound
         value = EARLIEST if descending else LATEST
