@@ -29,7 +29,6 @@ from starlette.types import Receive, Scope, Send
 from taskhub.db import utcnow
 from taskhub.live.hub import LiveHub, Subscription
 from taskhub.live.replay import Replayed
-from taskhub.messaging.fanout import PublishedEvent
 
 logger = logging.getLogger("taskhub.live")
 
@@ -39,15 +38,6 @@ KEEPALIVE = b": keep-alive\n\n"
 CHUNK_EVENTS = 200
 # Ids remembered besides those a replay adds (a republished event arrives twice).
 RECENT_IDS = 1024
-
-
-def message(event: PublishedEvent) -> bytes:
-    """The SSE message of an event (its envelope JSON is one line)."""
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        event.id.encode(),
-        event.type.encode(),
-        event.data,
-    )
 
 
 def comment(text: str) -> bytes:
@@ -113,7 +103,7 @@ async def event_stream(
                     if item.may_arrive_live:
                         sent.capacity += 1
                         sent.add(item.event.id)
-                    messages.append(message(item.event))
+                    messages.append(item.event.message)
                 if messages:
                     yield b"".join(messages)
         async for chunk in _live(subscription, sent, still_allowed, expires_at, keepalive, recheck):
@@ -145,7 +135,7 @@ async def _live(
             sent.add(event.id)
         now = time.monotonic()
         if fresh:
-            yield b"".join(message(event) for event in fresh)
+            yield b"".join(event.message for event in fresh)
             quiet_until = now + keepalive
         if subscription.ended is not None and not events:
             yield comment(f"stream ended: {subscription.ended}")

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,16 @@ class PublishedEvent:
     type: str
     payload: dict[str, Any]
     data: bytes  # the envelope JSON
+    # Its Server-Sent Events message, made once for every stream that sends it.
+    message: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        message = b"id: %s\nevent: %s\ndata: %s\n\n" % (
+            self.id.encode(),
+            self.type.encode(),
+            self.data,
+        )
+        object.__setattr__(self, "message", message)
 
 
 Deliver = Callable[[PublishedEvent], None]
