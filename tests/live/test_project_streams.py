@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from taskhub.config import Settings
 from tests.factories import Actor, make_user
-from tests.live.conftest import LIVE_SETTINGS, emit_event
+from tests.live.conftest import LIVE_SETTINGS, emit_event, quiet
 from tests.live.sse import open_stream, refused, served
 
 
@@ -44,6 +44,9 @@ async def test_members_get_their_projects_task_and_member_events(
     )
     project = await make_project(http, owner, member)
     other = await make_project(http, owner)
+    # The projects' own events (the member's member.added) are dispatched before the streams
+    # open: they would otherwise arrive first, whenever the dispatcher gets to them.
+    await quiet(live_app)
     async with (
         open_stream(http, events_of(project), headers=member.headers) as members,
         open_stream(http, events_of(project), headers=admin.headers) as admins,
